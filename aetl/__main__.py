@@ -1,0 +1,3 @@
+from aetl.cli import main
+
+main()

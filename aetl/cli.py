@@ -1,0 +1,57 @@
+"""The `aetl` command: `aetl <command> [Hydra overrides and flags]`."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+
+COMMANDS = {
+    "train": "pretrain on S (or load pretrained=...), transfer to T with a strategy, evaluate, write the run dir",
+    "stylize": "style transfer with a trained run's autoencoder (not yet available)",
+    "augment": "latent-space data augmentation with a trained run's autoencoder (not yet available)",
+    "report": "aggregate run dirs and sweeps into a mean ± std table and plots (not yet available)",
+}
+
+USAGE = """usage: aetl <command> [overrides] [hydra flags]
+
+Transfer learning with autoencoders: pretrain on a source image domain, transfer
+to a target domain with a strategy, and measure whether it helped.
+
+commands:
+{commands}
+
+Every command takes Hydra overrides and flags, e.g.
+  aetl train strategy=scratch data.target.labels_per_class=1
+  aetl train -m strategy=scratch,finetune seed=0,1,2
+  aetl train --help          (config groups and options)
+  aetl train --cfg job       (print the composed config)
+Set AETL_DEBUG=1 to see the traceback behind an error message.
+"""
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help", "help"):
+        width = max(map(len, COMMANDS))
+        print(USAGE.format(commands="\n".join(f"  {c:<{width}}  {d}" for c, d in COMMANDS.items())))
+        return
+    command, rest = args[0], args[1:]
+    if command not in COMMANDS:
+        sys.exit(f"aetl: unknown command {command!r}; choose one of {', '.join(COMMANDS)} (aetl --help)")
+    if command != "train":
+        sys.exit(f"aetl: '{command}' is not yet available in this version; see aetl --help")
+    from aetl.train import main as train_main
+
+    sys.argv = [f"aetl {command}", *map(expand_home, rest)]
+    train_main()
+
+
+def expand_home(arg: str) -> str:
+    """`key=~/path` -> `key=/home/me/path`: the shell leaves a `~` after `key=` alone,
+    and Hydra's override grammar cannot parse it."""
+    match = re.fullmatch(r"([\w.@/+~-]+)=(~[^,\[\]{}]*)", arg)
+    if not match:
+        return arg
+    path = os.path.expanduser(match.group(2))
+    return f"{match.group(1)}={path}" if re.fullmatch(r"[\w/.\-]+", path) else f"{match.group(1)}='{path}'"

@@ -1,0 +1,15 @@
+"""UCI optdigits: 1,797 8x8 digits bundled with scikit-learn."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from aetl.domains import Domain, digit_classes
+
+
+def load() -> Domain:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = (bunch.images / 16.0).astype(np.float32)[:, None]
+    return Domain("digits", images, bunch.target.astype(np.int64), digit_classes())

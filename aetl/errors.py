@@ -1,0 +1,58 @@
+"""User-facing errors: one line that names the problem and the fix."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from typing import Any, Callable
+
+log = logging.getLogger("aetl")
+
+
+class AetlError(Exception):
+    """A problem with the user's input (config, path, image, checkpoint), not a bug."""
+
+
+def debug_enabled() -> bool:
+    return os.environ.get("AETL_DEBUG", "") not in ("", "0")
+
+
+def reports_errors(task: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn an AetlError raised by a Hydra task into one line and exit status 2.
+
+    In a multirun the failed job is logged and the sweep goes on, so one bad
+    combination does not cost the others. AETL_DEBUG=1 shows the traceback.
+    """
+
+    @functools.wraps(task)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return task(*args, **kwargs)
+        except Exception as raised:
+            err = user_error(raised)
+            if err is None or debug_enabled():
+                raise
+            # The log reaches both the console (stderr) and run.log.
+            log.error("%s", err)
+            if _in_multirun():
+                return None
+            raise SystemExit(2) from None
+
+    return wrapper
+
+
+def user_error(err: BaseException) -> AetlError | None:
+    """The AetlError behind err, also when Hydra's instantiate wrapped it."""
+    while err is not None:
+        if isinstance(err, AetlError):
+            return err
+        err = err.__cause__
+    return None
+
+
+def _in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN

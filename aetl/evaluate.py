@@ -1,0 +1,57 @@
+"""Target metrics: reconstruction error and the accuracy of a linear probe on the latent."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from aetl.models import AutoEncoder
+
+
+@torch.no_grad()
+def recon_errors(model: AutoEncoder, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """Per-image mean squared error (pixels in [0, 1]), shape (N,)."""
+    was_training = model.training
+    model.eval()
+    errs = [F.mse_loss(model(xb).recon, xb, reduction="none").flatten(1).mean(1) for xb in x.split(batch_size)]
+    model.train(was_training)
+    return torch.cat(errs) if errs else torch.zeros(0, device=x.device)
+
+
+def reconstruction_metrics(model: AutoEncoder, x: torch.Tensor) -> dict[str, float]:
+    """MSE over all pixels, and PSNR in dB averaged over images (peak 1)."""
+    errs = recon_errors(model, x)
+    psnr = (-10 * torch.log10(errs.clamp_min(1e-10))).mean()
+    return {"mse": errs.mean().item(), "psnr": psnr.item()}
+
+
+@torch.no_grad()
+def encode_all(model: AutoEncoder, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    was_training = model.training
+    model.eval()
+    z = torch.cat([model.encode(xb) for xb in x.split(batch_size)])
+    model.train(was_training)
+    return z
+
+
+def probe_accuracy(model: AutoEncoder, x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor,
+                   y_test: torch.Tensor, n_classes: int, l2: float = 1e-3, max_iter: int = 200) -> float:
+    """Test accuracy of a multinomial logistic regression fitted (L-BFGS, full batch)
+    on the frozen encoder's standardised codes of the labelled training images."""
+    z_train, z_test = encode_all(model, x_train), encode_all(model, x_test)
+    mean, std = z_train.mean(0), z_train.std(0, unbiased=False).clamp_min(1e-6)
+    z_train, z_test = (z_train - mean) / std, (z_test - mean) / std
+    weight = torch.zeros(z_train.shape[1], n_classes, device=z_train.device, requires_grad=True)
+    bias = torch.zeros(n_classes, device=z_train.device, requires_grad=True)
+    opt = torch.optim.LBFGS([weight, bias], max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = F.cross_entropy(z_train @ weight + bias, y_train) + l2 * weight.square().sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        pred = (z_test @ weight + bias).argmax(1)
+    return (pred == y_test).float().mean().item()

@@ -1,0 +1,136 @@
+"""Everything a run writes: metrics.jsonl, summary.json, checkpoints/, images/.
+
+Files are written to a temporary name and moved into place with os.replace, so
+a kill at any moment leaves either the previous file or the new one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pickle
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from aetl.errors import AetlError
+
+
+class Run:
+    """The output directory of one job."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.checkpoints = self.root / "checkpoints"
+        self.images = self.root / "images"
+        for folder in (self.root, self.checkpoints, self.images):
+            folder.mkdir(parents=True, exist_ok=True)
+        self.metrics_path = self.root / "metrics.jsonl"
+        self.started = time.perf_counter()
+
+    def log_metrics(self, phase: str, epoch: int | None = None, step: int | None = None, **metrics: Any) -> None:
+        record = {"phase": phase, "epoch": epoch, "step": step,
+                  "time_s": round(time.perf_counter() - self.started, 3), **metrics}
+        with open(self.metrics_path, "a") as f:
+            f.write(json.dumps(_jsonable(record)) + "\n")
+
+    def save_checkpoint(self, name: str, state: dict) -> Path:
+        path = self.checkpoints / name
+        atomic_write(path, lambda f: torch.save(state, f))
+        return path
+
+    def write_summary(self, summary: dict) -> None:
+        text = json.dumps(_jsonable(summary), indent=2) + "\n"
+        atomic_write(self.root / "summary.json", lambda f: f.write(text.encode()))
+
+    def save_recon_grid(self, name: str, inputs: torch.Tensor, recons: torch.Tensor) -> None:
+        """A PNG with the inputs on the top row and their reconstructions below."""
+        rows = [torch.cat(list(t.detach().float().cpu()), dim=-1) for t in (inputs, recons)]
+        grid = torch.cat(rows, dim=-2).clamp(0, 1).mul(255).round().byte().numpy()
+        img = Image.fromarray(grid[0] if grid.shape[0] == 1 else np.moveaxis(grid, 0, -1))
+        img = img.resize((img.width * 2, img.height * 2), Image.Resampling.NEAREST)
+        atomic_write(self.images / name, lambda f: img.save(f, format="PNG"))
+
+
+def atomic_write(path: Path, write: Callable[[Any], Any]) -> None:
+    """Write through `write(file)` to a temp file beside path, fsync, then os.replace."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """torch.load with weights_only=True; a missing, truncated or unsafe file is an AetlError."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise AetlError(f"checkpoint {path} does not exist; pass the path of a .pt file a run wrote")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else "unsafe content"
+        raise AetlError(f"refusing to load {path}: it holds more than tensors and plain values ({first}); "
+                        "use a checkpoint written by aetl") from None
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as err:
+        raise AetlError(f"checkpoint {path} is truncated or corrupt ({type(err).__name__}); "
+                        "use another checkpoint or rerun the job that wrote it") from None
+    if not isinstance(state, dict) or "model" not in state:
+        raise AetlError(f"checkpoint {path} has no 'model' entry; use a checkpoint written by aetl")
+    return state
+
+
+def unique_dir(base: str) -> str:
+    """`base`, or `base_1`, `base_2`, ... : the first that this process could create.
+
+    Registered as the `aetl.unique` resolver for hydra.run.dir, so two jobs started
+    in the same second get two directories. Memoised so one process always
+    resolves the same base to the same directory.
+    """
+    if base not in _CLAIMED:
+        for n in range(10_000):
+            candidate = base if n == 0 else f"{base}_{n}"
+            try:
+                os.makedirs(candidate)
+            except FileExistsError:
+                continue
+            _CLAIMED[base] = candidate
+            break
+        else:
+            raise AetlError(f"could not create a fresh run directory next to {base}")
+    return _CLAIMED[base]
+
+
+_CLAIMED: dict[str, str] = {}
+
+
+def _jsonable(obj: Any) -> Any:
+    """NaN and inf become null: JSON has no spelling for them."""
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def register_resolvers() -> None:
+    """`${aetl.unique:path}` for collision-safe run dirs (see unique_dir)."""
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver("aetl.unique"):
+        OmegaConf.register_new_resolver("aetl.unique", unique_dir, use_cache=True)

@@ -1,0 +1,71 @@
+"""End to end: the installed `aetl` command in a subprocess, as a user runs it."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY, TINY_MODEL
+from test_train import SUMMARY_KEYS
+
+pytestmark = pytest.mark.slow
+AETL = shutil.which("aetl", path=str(Path(sys.executable).parent)) or shutil.which("aetl")
+
+
+def aetl(*args, cwd, env=None):
+    assert AETL, "the aetl command is not installed: pip install -e '.[test]'"
+    return subprocess.run([AETL, *args], cwd=cwd, capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_help_lists_the_commands(tmp_path):
+    out = aetl("--help", cwd=tmp_path)
+    assert out.returncode == 0
+    for command in ("train", "stylize", "augment", "report"):
+        assert f"\n  {command}" in out.stdout
+    bad = aetl("trian", cwd=tmp_path)
+    assert bad.returncode != 0 and "unknown command 'trian'" in bad.stderr
+
+
+def test_train_end_to_end(tmp_path):
+    out = aetl("train", *TINY, *TINY_MODEL, "hydra.run.dir=run", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    run = tmp_path / "run"
+    for name in (".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml", "run.log", "metrics.jsonl",
+                 "summary.json", "checkpoints/source.pt", "checkpoints/target.pt", "checkpoints/last.pt",
+                 "images/recon_source.png", "images/recon_target.png"):
+        assert (run / name).is_file(), name
+    summary = json.loads((run / "summary.json").read_text())
+    assert SUMMARY_KEYS <= set(summary) and summary["strategy"] == "finetune"
+    assert "target_mse" in (run / "run.log").read_text()
+
+
+def test_two_job_multirun(tmp_path):
+    out = aetl("train", "-m", *TINY, *TINY_MODEL, "strategy=scratch,finetune", "hydra.sweep.dir=sweep", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    strategies = [json.loads((tmp_path / "sweep" / str(i) / "summary.json").read_text())["strategy"] for i in (0, 1)]
+    assert strategies == ["scratch", "finetune"]
+
+
+def test_bad_input_gives_one_clear_line_and_spares_earlier_runs(tmp_path):
+    earlier = tmp_path / "outputs" / "earlier"
+    earlier.mkdir(parents=True)
+    (earlier / "summary.json").write_text("{}")
+    out = aetl("train", *TINY, *TINY_MODEL, "data.target.labels_per_class=50", cwd=tmp_path)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines()[-1].endswith(
+        "data.target.labels_per_class=50 but class 0 has only 10 of the 40 target training images; "
+        "lower labels_per_class or raise data.target.n_train")
+    assert (earlier / "summary.json").read_text() == "{}"
+    unknown = aetl("train", "strategy=nope", cwd=tmp_path)
+    assert unknown.returncode != 0 and "Traceback" not in unknown.stderr
+    assert "Could not find 'strategy/nope'" in unknown.stderr and "scratch" in unknown.stderr
+
+
+def test_home_in_a_path_override_is_expanded(tmp_path):
+    env = {**__import__("os").environ, "HOME": str(tmp_path)}
+    out = aetl("train", *TINY, *TINY_MODEL, "data/target=folder", "data.target.root=~/my_images", cwd=tmp_path, env=env)
+    assert out.returncode == 2
+    assert f"image folder {tmp_path}/my_images does not exist" in out.stderr

@@ -1,0 +1,148 @@
+import gzip
+import struct
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from aetl.data import fixed_splits, load_pair, sample_balanced, stratified_order, withhold_labels
+from aetl.domains import digits, folder, mnist
+from aetl.domains.shape import fit_images
+from aetl.errors import AetlError
+
+CPU = torch.device("cpu")
+
+
+def test_stratified_order_prefixes_are_balanced():
+    labels = np.repeat(np.arange(4), [30, 10, 20, 40])
+    order = stratified_order(labels, np.random.default_rng(0))
+    assert sorted(order) == list(range(100))
+    assert np.bincount(labels[order[:40]]).tolist() == [10, 10, 10, 10]
+    assert np.bincount(labels[order[:8]]).tolist() == [2, 2, 2, 2]
+
+
+def test_fixed_splits_are_disjoint_and_ignore_the_run_seed():
+    labels = np.repeat(np.arange(3), 50)
+    test, val, rest = fixed_splits(labels, 30, 15, split_seed=0, role="target")
+    assert len(set(test) | set(val) | set(rest)) == 150
+    assert np.bincount(labels[test]).tolist() == [10, 10, 10]
+    again = fixed_splits(labels, 30, 15, split_seed=0, role="target")
+    assert all((a == b).all() for a, b in zip((test, val, rest), again))
+    with pytest.raises(AetlError, match="leaves no training images"):
+        fixed_splits(labels, 100, 50, 0, "target")
+
+
+def test_budget_per_class_and_withheld_labels():
+    labels = np.repeat(np.arange(5), 20)
+    pool = np.arange(100)
+    idx = sample_balanced(labels, pool, 25, np.random.default_rng(1))
+    assert np.bincount(labels[idx]).tolist() == [5] * 5
+    y = withhold_labels(labels, idx, 2, np.random.default_rng(1))
+    assert np.bincount(y[y >= 0]).tolist() == [2] * 5
+    assert ((y == -1) | (y == labels[idx])).all()
+    with pytest.raises(AetlError, match=r"labels_per_class=6 but class 0 has only 5"):
+        withhold_labels(labels, idx, 6, np.random.default_rng(1))
+    with pytest.raises(AetlError, match="n_train=200"):
+        sample_balanced(labels, pool, 200, np.random.default_rng(1))
+
+
+def test_pair_test_split_is_fixed_across_seeds_and_train_is_not(make_cfg):
+    cfg = make_cfg()
+    a, b = load_pair(cfg.data, 0, CPU), load_pair(cfg.data, 1, CPU)
+    assert torch.equal(a.target_test.x, b.target_test.x) and torch.equal(a.target_test.y, b.target_test.y)
+    assert torch.equal(a.target_val.x, b.target_val.x)
+    assert not torch.equal(a.target_train.x, b.target_train.x)
+    assert len(a.target_train) == cfg.data.target.n_train == 40
+    assert torch.bincount(a.target_train.labelled().y).tolist() == [5, 5, 5, 5]
+    assert a.target_train.x.shape[1:] == a.shape == (1, 16, 16)
+    # No training image is also a test image.
+    flat_train, flat_test = a.target_train.x.flatten(1), a.target_test.x.flatten(1)
+    assert torch.cdist(flat_train, flat_test).min() > 0
+
+
+def test_fit_frame_matches_the_mnist_margin():
+    x = torch.ones(2, 1, 8, 8)
+    framed = fit_images(x, 28, 1, "frame", margin=4)
+    assert framed.shape == (2, 1, 28, 28)
+    assert framed[..., :4, :].sum() == 0 and framed[..., :, -4:].sum() == 0
+    assert framed[..., 4:24, 4:24].min() > 0.99
+    assert fit_images(x, 28, 1, "resize").min() > 0.99
+    assert fit_images(x, 16, 3, "resize").shape == (2, 3, 16, 16)
+    rgb = torch.rand(2, 3, 8, 8)
+    assert fit_images(rgb, 8, 1, "resize").shape == (2, 1, 8, 8)
+    with pytest.raises(AetlError, match="unknown fit 'crop'"):
+        fit_images(x, 28, 1, "crop")
+
+
+def test_bundled_domains():
+    d = digits.load()
+    assert d.images.shape == (1797, 1, 8, 8) and 0 <= d.images.min() and d.images.max() <= 1
+    m = mnist.load()
+    assert m.images.shape == (5000, 1, 28, 28) and np.bincount(m.labels).tolist() == [500] * 10
+
+
+def _write_idx(path, array, gz):
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    data = header + array.astype(np.uint8).tobytes()
+    (gzip.open if gz else open)(path, "wb").write(data)
+
+
+@pytest.mark.parametrize("layout,gz", [("", True), ("MNIST/raw", False)])
+def test_mnist_from_idx_files(tmp_path, layout, gz):
+    folder_ = tmp_path / layout
+    folder_.mkdir(parents=True, exist_ok=True)
+    ext = ".gz" if gz else ""
+    images = np.arange(3 * 28 * 28).reshape(3, 28, 28) % 256
+    _write_idx(folder_ / f"train-images-idx3-ubyte{ext}", images, gz)
+    _write_idx(folder_ / f"train-labels-idx1-ubyte{ext}", np.array([7, 1, 2]), gz)
+    d = mnist.load(root=str(tmp_path))
+    assert d.images.shape == (3, 1, 28, 28) and d.labels.tolist() == [7, 1, 2]
+    assert np.allclose(d.images[0, 0], images[0] / 255.0)
+
+
+def test_idx_errors(tmp_path):
+    with pytest.raises(AetlError, match="does not exist"):
+        mnist.load(root=str(tmp_path / "nope"))
+    with pytest.raises(AetlError, match="no IDX files"):
+        mnist.load(root=str(tmp_path))
+    _write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((3, 28, 28)), False)
+    _write_idx(tmp_path / "train-labels-idx1-ubyte", np.zeros(3), False)
+    raw = (tmp_path / "train-images-idx3-ubyte").read_bytes()
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(raw[:-100])
+    with pytest.raises(AetlError, match="truncated"):
+        mnist.load(root=str(tmp_path))
+
+
+def test_folder_of_mixed_images_skips_bad_ones(tmp_path):
+    for cls, colour in (("cats", "RGB"), ("dogs", "L")):
+        (tmp_path / cls).mkdir()
+        for i, size in enumerate([(10, 12), (30, 20)]):
+            Image.new(colour, size, color=100 if colour == "L" else (200, 10, 10)).save(tmp_path / cls / f"{i}.png")
+    (tmp_path / "dogs" / "broken.jpg").write_bytes(b"not an image")
+    d = folder.load(root=str(tmp_path), size=16)
+    assert d.images.shape == (4, 3, 16, 16) and d.classes == ["cats", "dogs"]
+    assert d.labels.tolist() == [0, 0, 1, 1]
+    with pytest.raises(AetlError, match="1 unreadable image"):
+        folder.load(root=str(tmp_path), size=16, skip_bad=False)
+
+
+def test_folder_errors(tmp_path):
+    with pytest.raises(AetlError, match="does not exist"):
+        folder.load(root=str(tmp_path / "missing"), size=8)
+    with pytest.raises(AetlError, match="no images in"):
+        folder.load(root=str(tmp_path), size=8)
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG broken")
+    with pytest.raises(AetlError, match="none of the 1 images"):
+        folder.load(root=str(tmp_path), size=8)
+
+
+def test_unlabelled_folder_needs_zero_labels(make_cfg, tmp_path):
+    for i in range(30):
+        Image.new("L", (16, 16), color=i * 8).save(tmp_path / f"{i}.png")
+    base = ["data/target=folder", f"data.target.root={tmp_path}", "data.target.n_train=10",
+            "data.target.n_val=5", "data.target.n_test=10"]
+    pair = load_pair(make_cfg(*base, "data.target.labels_per_class=0").data, 0, CPU)
+    assert len(pair.target_train) == 10 and len(pair.target_train.labelled()) == 0
+    with pytest.raises(AetlError, match="labels_per_class=0"):
+        load_pair(make_cfg(*base).data, 0, CPU)

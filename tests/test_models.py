@@ -1,0 +1,53 @@
+import pytest
+import torch
+
+from aetl.errors import AetlError
+from aetl.models import build_model
+from aetl.models.conv import ConvAE
+from aetl.models.mlp import MLPAE
+from aetl.rundir import Run, load_checkpoint
+
+
+@pytest.mark.parametrize("model", [MLPAE((1, 12, 12), latent_dim=5, hidden=[16]),
+                                   ConvAE((3, 16, 16), latent_dim=6, channels=[4, 8]),
+                                   ConvAE((1, 28, 28), latent_dim=3, channels=[4, 8])])
+def test_shapes_and_range(model):
+    x = torch.rand(7, *model.in_shape)
+    out = model(x)
+    assert out.recon.shape == x.shape and out.z.shape == (7, model.latent_dim)
+    assert 0 <= out.recon.min() and out.recon.max() <= 1
+    model.eval()
+    assert torch.allclose(model.decode(model.encode(x)), model(x).recon)
+
+
+def test_build_from_config(make_cfg):
+    model = build_model(make_cfg("model=conv", "model.channels=[4,8]", "model.latent_dim=7").model, (1, 16, 16))
+    assert isinstance(model, ConvAE) and model.latent_dim == 7
+
+
+def test_shapes_a_backbone_cannot_take():
+    with pytest.raises(AetlError, match="divisible by 8, got 28x28"):
+        ConvAE((1, 28, 28), channels=[4, 8, 16])
+    with pytest.raises(AetlError, match="latent_dim must be >= 1"):
+        MLPAE((1, 8, 8), latent_dim=0)
+
+
+def test_one_step_changes_every_trainable_weight():
+    model = ConvAE((1, 16, 16), latent_dim=4, channels=[4, 8])
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.rand(8, 1, 16, 16)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    torch.nn.functional.mse_loss(model(x).recon, x).backward()
+    opt.step()
+    for name, p in model.named_parameters():
+        assert not torch.equal(p, before[name]), name
+
+
+def test_checkpoint_round_trip(tmp_path):
+    model = MLPAE((1, 8, 8), latent_dim=3, hidden=[10])
+    run = Run(tmp_path)
+    path = run.save_checkpoint("m.pt", {"model": model.state_dict()})
+    clone = MLPAE((1, 8, 8), latent_dim=3, hidden=[10])
+    clone.load_state_dict(load_checkpoint(path)["model"])
+    x = torch.rand(4, 1, 8, 8)
+    assert torch.equal(clone(x).recon, model(x).recon)

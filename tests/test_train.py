@@ -1,0 +1,59 @@
+import json
+
+import pytest
+from PIL import Image
+
+from aetl.errors import AetlError
+from aetl.train import train
+
+SUMMARY_KEYS = {"strategy", "source", "target", "seed", "labels_per_class", "n_target_train", "target_mse",
+                "target_psnr", "target_acc", "source_mse", "pretrain_s", "transfer_s", "total_s", "device"}
+FIGURES = ["target_mse", "target_psnr", "target_acc", "source_mse", "target_val_mse"]
+
+
+def read_metrics(run):
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_finetune_run_writes_the_whole_run_dir(make_cfg, tmp_path):
+    summary = train(make_cfg("strategy=finetune"), tmp_path)
+    assert SUMMARY_KEYS <= set(summary)
+    assert json.loads((tmp_path / "summary.json").read_text()) == summary
+    assert summary["strategy"] == "finetune" and summary["source"] == summary["target"] == "synthetic"
+    assert summary["n_target_train"] == 40 and summary["n_target_labelled"] == 20 and summary["device"] == "cpu"
+    assert 0 < summary["target_mse"] < 0.25 and 0 <= summary["target_acc"] <= 1 and summary["pretrain_s"] > 0
+    assert summary["source_model"] == "pretrained" and summary["target_fit"] == "resize"
+    assert {p.name for p in (tmp_path / "checkpoints").iterdir()} == {"source.pt", "target.pt", "last.pt"}
+    records = read_metrics(tmp_path)
+    assert [r["step"] for r in records if r["phase"] == "pretrain"] == [5, 10, 15, 20]
+    assert [r["step"] for r in records if r["phase"] == "transfer"] == [5, 10]
+    assert records[-1]["phase"] == "eval" and records[-1]["target_mse"] == summary["target_mse"]
+    assert all({"phase", "epoch", "step", "time_s"} <= set(r) for r in records)
+    for name in ("recon_source.png", "recon_target.png"):
+        with Image.open(tmp_path / "images" / name) as img:
+            assert img.size == (8 * 16 * 2, 2 * 16 * 2)  # 8 inputs over 8 reconstructions, drawn 2x
+
+
+def test_same_config_and_seed_give_the_same_figures(make_cfg, tmp_path):
+    a = train(make_cfg("seed=3"), tmp_path / "a")
+    b = train(make_cfg("seed=3"), tmp_path / "b")
+    c = train(make_cfg("seed=4"), tmp_path / "c")
+    assert [a[k] for k in FIGURES] == [b[k] for k in FIGURES]
+    assert a["target_mse"] != c["target_mse"]
+
+
+def test_scratch_never_touches_the_source_model(make_cfg, tmp_path):
+    summary = train(make_cfg("strategy=scratch", "model=conv", "model.channels=[4,8]"), tmp_path)
+    assert summary["pretrain_s"] == 0 and summary["source_model"] is None
+    assert not (tmp_path / "checkpoints" / "source.pt").exists()
+    assert {r["phase"] for r in read_metrics(tmp_path)} == {"transfer", "eval"}
+
+
+def test_pretrained_checkpoint_replaces_pretraining(make_cfg, tmp_path):
+    train(make_cfg(), tmp_path / "first")
+    source = tmp_path / "first" / "checkpoints" / "source.pt"
+    summary = train(make_cfg(f"pretrained={source}"), tmp_path / "second")
+    assert summary["source_model"] == str(source)
+    assert "pretrain" not in {r["phase"] for r in read_metrics(tmp_path / "second")}
+    with pytest.raises(AetlError, match="do not fit the chosen model"):
+        train(make_cfg(f"pretrained={source}", "model.latent_dim=6"), tmp_path / "third")
