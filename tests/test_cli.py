@@ -29,6 +29,14 @@ def test_help_lists_the_commands(tmp_path):
     assert bad.returncode != 0 and "unknown command 'trian'" in bad.stderr
 
 
+def test_hydra_flags_work_on_train(tmp_path):
+    cfg = aetl("train", "--cfg", "job", "strategy=scratch", cwd=tmp_path)
+    assert cfg.returncode == 0 and "name: scratch" in cfg.stdout and "labels_per_class: 10" in cfg.stdout
+    assert not (tmp_path / "outputs").exists()  # printing the config runs nothing
+    helped = aetl("train", "--help", cwd=tmp_path)
+    assert helped.returncode == 0 and "strategy: finetune, scratch" in helped.stdout
+
+
 def test_train_end_to_end(tmp_path):
     out = aetl("train", *TINY, *TINY_MODEL, "hydra.run.dir=run", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
