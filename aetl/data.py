@@ -46,10 +46,11 @@ class Pair:
     target_train: Split  # every target training image; y is -1 on the unlabelled ones
     target_val: Split
     target_test: Split
-    classes: list[str]
+    classes: list[str]  # the target's
     shape: tuple[int, int, int]
     source_name: str
     target_name: str
+    source_classes: list[str]
 
 
 def load_pair(cfg: DictConfig, seed: int, device: torch.device) -> Pair:
@@ -75,7 +76,7 @@ def load_pair(cfg: DictConfig, seed: int, device: torch.device) -> Pair:
         split(xs, source.labels, s_rest), split(xs, source.labels, s_val), split(xs, source.labels, s_test),
         Split(xt[t_train].to(device), torch.as_tensor(y_train).to(device)),
         split(xt, target.labels, t_val), split(xt, target.labels, t_test),
-        target.classes, shape, source.name, target.name,
+        target.classes, shape, source.name, target.name, source.classes,
     )
 
 

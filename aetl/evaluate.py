@@ -55,3 +55,11 @@ def probe_accuracy(model: AutoEncoder, x_train: torch.Tensor, y_train: torch.Ten
     with torch.no_grad():
         pred = (z_test @ weight + bias).argmax(1)
     return (pred == y_test).float().mean().item()
+
+
+@torch.no_grad()
+def head_accuracy(model: AutoEncoder, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Accuracy of the model's own (source-trained) classifier head, applied as it is."""
+    model.eval()
+    pred = torch.cat([model.logits(model.encode(xb)).argmax(1) for xb in x.split(1024)])
+    return (pred == y).float().mean().item()

@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -13,10 +14,14 @@ from tqdm.auto import tqdm
 
 from aetl.errors import AetlError
 from aetl.evaluate import recon_errors
-from aetl.models import AEOutput, AutoEncoder
+from aetl.losses import Step
+from aetl.models import AutoEncoder
 from aetl.rundir import Run
 
-ExtraLoss = Callable[[AutoEncoder, torch.Tensor, AEOutput], dict[str, torch.Tensor]]
+if TYPE_CHECKING:
+    from aetl.data import Split
+
+LossTerm = Callable[[Step], dict[str, torch.Tensor]]
 
 
 @dataclass
@@ -28,54 +33,67 @@ class Phase:
     batch_size: int
     groups: list[dict]  # optimiser param groups, each with its own "lr"
     frozen: Sequence[nn.Module] = field(default_factory=tuple)  # held fixed: no grads, BatchNorm in eval
-    extra_loss: ExtraLoss | None = None
+    losses: list[LossTerm] = field(default_factory=list)  # added to the reconstruction loss
+    source: "Split | None" = None  # when set, every step also draws a batch of these images
 
 
-def run_phase(model: AutoEncoder, phase: Phase, train_x: torch.Tensor, val_x: torch.Tensor, run: Run,
+def run_phase(model: AutoEncoder, phase: Phase, train: "Split", val_x: torch.Tensor, run: Run,
               make_optimizer: Callable, eval_every: int, seed: int, progress: bool = True) -> None:
-    """Train `model` for phase.steps steps on train_x, logging validation MSE on val_x."""
+    """Train `model` for phase.steps steps on the train split, logging validation MSE on val_x."""
     if phase.steps < 0 or phase.batch_size < 1:
         raise AetlError(f"{phase.name}: steps must be >= 0 and batch_size >= 1, got {phase.steps} and {phase.batch_size}")
     for lr in (g["lr"] for g in phase.groups):
         if not lr > 0:
             raise AetlError(f"{phase.name}: learning rates must be > 0, got {lr}; fix the trainer config")
+    model.requires_grad_(True)  # an earlier phase may have frozen what this one trains
     for module in phase.frozen:
         module.requires_grad_(False)
     groups = [{**g, "params": [p for p in g["params"] if p.requires_grad]} for g in phase.groups]
     optimizer = make_optimizer([g for g in groups if g["params"]])
+    train_x = train.x
     gen = torch.Generator(device=train_x.device).manual_seed(seed)
     n = len(train_x)
     bs = min(phase.batch_size, n)
     per_epoch = n // bs  # the last partial batch is dropped: every step sees the same shape
-    running = torch.zeros((), device=train_x.device)  # summed on device, read only when logging
+    running: dict[str, torch.Tensor] = {}  # summed on device, read only when logging
     since_log = 0
     for step in tqdm(range(1, phase.steps + 1), desc=phase.name, disable=None if progress else True, leave=False):
         epoch, i = divmod(step - 1, per_epoch)
         if i == 0:
             perm = torch.randperm(n, device=train_x.device, generator=gen)
-        batch = train_x[perm[i * bs:(i + 1) * bs]]
+        idx = perm[i * bs:(i + 1) * bs]
         _train_mode(model, phase.frozen)
-        out = model(batch)
-        losses = {"recon": F.mse_loss(out.recon, batch)}
-        if phase.extra_loss is not None:
-            losses.update(phase.extra_loss(model, batch, out))
+        batch = _step(model, train_x[idx], train.y[idx], phase.source, gen)
+        losses = {"recon": F.mse_loss(batch.out.recon, batch.x)}
+        for term in phase.losses:
+            losses.update(term(batch))
         loss = torch.stack(list(losses.values())).sum()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        running += loss.detach()
+        for key, value in {"train_loss": loss, **losses}.items():
+            running[key] = running.get(key, 0) + value.detach()
         since_log += 1
         if step % eval_every == 0 or step == phase.steps:
-            train_loss = (running / since_log).item()
-            if not torch.isfinite(torch.tensor(train_loss)):
-                raise AetlError(f"{phase.name}: the loss became {train_loss} by step {step}; "
+            means = {k: (v / since_log).item() for k, v in running.items()}
+            if not all(map(math.isfinite, means.values())):
+                raise AetlError(f"{phase.name}: the loss became {means['train_loss']} by step {step}; "
                                 "lower the learning rate (the last good checkpoint is kept)")
             val_mse = recon_errors(model, val_x).mean().item() if len(val_x) else float("nan")
-            run.log_metrics(phase.name, epoch=epoch, step=step, train_loss=train_loss, val_mse=val_mse)
-            running.zero_()
+            run.log_metrics(phase.name, epoch=epoch, step=step, **means, val_mse=val_mse)
+            running.clear()
             since_log = 0
     run.save_checkpoint("last.pt", {"phase": phase.name, "step": phase.steps, "model": model.state_dict(),
                                     "optimizer": optimizer.state_dict()})
+
+
+def _step(model: AutoEncoder, x: torch.Tensor, y: torch.Tensor, source: "Split | None",
+          gen: torch.Generator) -> Step:
+    step = Step(model, x, y, model(x))
+    if source is not None:
+        pick = torch.randint(len(source), (len(x),), device=x.device, generator=gen)
+        step.xs, step.ys = source.x[pick], source.y[pick]
+    return step
 
 
 def _train_mode(model: nn.Module, frozen: Sequence[nn.Module]) -> None:

@@ -1,41 +1,100 @@
-"""The source model Mf: pretrained on the source images, or loaded from `pretrained=`."""
+"""The source model Mf: loaded from `pretrained=`, found in the cache, or pretrained
+on the source images (joined by a classification loss on the source labels when
+trainer.pretrain.cls_weight > 0, as in DRCN, Ghifary et al. 2016)."""
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import Callable
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
+import aetl
+from aetl.cache import SourceCache, cache_key
 from aetl.data import Pair
+from aetl.errors import AetlError
 from aetl.loop import Phase, run_phase
-from aetl.models import AutoEncoder
+from aetl.losses import ClassifyLoss
+from aetl.models import AutoEncoder, build_model
 from aetl.rundir import Run, load_checkpoint
 from aetl.strategies import load_weights
 
 log = logging.getLogger(__name__)
 
 
-def source_model(cfg: DictConfig, pair: Pair, new_model: Callable[[], AutoEncoder], run: Run,
-                 make_optimizer: Callable) -> tuple[AutoEncoder, float, str]:
-    """(model, seconds spent pretraining, where its weights came from); writes checkpoints/source.pt."""
-    model = new_model()
+@dataclass
+class Source:
+    model: AutoEncoder
+    seconds: float  # spent pretraining in this job
+    origin: str     # "pretrained", "cache", or the checkpoint path given
+    cache: str      # "hit", "miss" or "off"
+    labels: bool    # trained with source labels
+
+
+def pretrain_settings(cfg: DictConfig, overrides: dict) -> DictConfig:
+    """trainer.pretrain with a strategy's own overrides on top."""
+    return OmegaConf.merge(cfg.trainer.pretrain, overrides)
+
+
+def source_spec(cfg: DictConfig, pretrain: DictConfig) -> dict:
+    """Everything that determines Mf: its cache key is the hash of this."""
+    data = {k: cfg.data[k] for k in ("source", "image_size", "channels", "split_seed")}
+    return OmegaConf.to_container(OmegaConf.create({
+        "data": data, "model": cfg.model, "pretrain": pretrain, "optimizer": cfg.trainer.optimizer,
+        "seed": cfg.seed, "aetl": aetl.__version__}), resolve=True)
+
+
+def obtain_source(cfg: DictConfig, pair: Pair, overrides: dict, run: Run, make_optimizer: Callable,
+                  device: torch.device) -> Source:
+    """Mf for this job; also written to the run dir as checkpoints/source.pt."""
+    pretrain = pretrain_settings(cfg, overrides)
+    given = load_checkpoint(cfg.pretrained) if cfg.pretrained else None
+    labels = "head.weight" in given["model"] if given else pretrain.cls_weight > 0
+    if labels and not given and (pair.source_train.y < 0).any():
+        raise AetlError(f"trainer.pretrain.cls_weight > 0 needs source labels, but {pair.source_name} has none; "
+                        "set it to 0")
+    torch.manual_seed(cfg.seed)  # Mf's initialisation does not depend on what ran before
+    model = build_model(cfg.model, pair.shape, len(pair.classes) if labels else 0).to(device)
     started = time.perf_counter()
-    if cfg.pretrained:
-        state = load_checkpoint(cfg.pretrained)
-        load_weights(model, state["model"], str(cfg.pretrained))
-        origin = str(cfg.pretrained)
-        log.info("source model loaded from %s", origin)
+    if given:
+        load_weights(model, given["model"], str(cfg.pretrained))
+        log.info("source model loaded from %s", cfg.pretrained)
+        source = Source(model, 0.0, str(cfg.pretrained), "off", labels)
+    elif cfg.cache_dir:
+        cache, spec = SourceCache(cfg.cache_dir), source_spec(cfg, pretrain)
+        key = cache_key(spec)
+        with cache.locked(key):
+            state = cache.load(key)
+            if state is not None:
+                load_weights(model, state["model"], str(cache.entry(key)))
+                log.info("source model: cache hit %s", cache.entry(key))
+                source = Source(model, 0.0, "cache", "hit", labels)
+            else:
+                log.info("source model: cache miss, pretraining into %s", cache.entry(key))
+                _pretrain(model, pretrain, cfg, pair, run, make_optimizer)
+                cache.store(key, _state(model, cfg, pair, labels), spec)
+                source = Source(model, time.perf_counter() - started, "pretrained", "miss", labels)
     else:
-        p = cfg.trainer.pretrain
-        phase = Phase("pretrain", p.steps, p.batch_size, [{"params": list(model.parameters()), "lr": p.lr}])
-        log.info("pretraining %s on %d %s images for %d steps", type(model).__name__, len(pair.source_train),
-                 pair.source_name, p.steps)
-        run_phase(model, phase, pair.source_train.x, pair.source_val.x, run, make_optimizer,
-                  cfg.trainer.eval_every, cfg.seed, cfg.trainer.progress)
-        origin = "pretrained"
-    seconds = time.perf_counter() - started
-    run.save_checkpoint("source.pt", {"model": model.state_dict(), "model_cfg": OmegaConf.to_container(cfg.model),
-                                      "source": pair.source_name, "shape": list(pair.shape)})
-    return model, seconds, origin
+        _pretrain(model, pretrain, cfg, pair, run, make_optimizer)
+        source = Source(model, time.perf_counter() - started, "pretrained", "off", labels)
+    run.save_checkpoint("source.pt", _state(model, cfg, pair, labels))
+    return source
+
+
+def _pretrain(model: AutoEncoder, p: DictConfig, cfg: DictConfig, pair: Pair, run: Run,
+              make_optimizer: Callable) -> None:
+    losses = [ClassifyLoss(p.cls_weight)] if p.cls_weight > 0 else []
+    phase = Phase("pretrain", p.steps, p.batch_size, [{"params": list(model.parameters()), "lr": p.lr}],
+                  losses=losses)
+    log.info("pretraining %s on %d %s images for %d steps%s", type(model).__name__, len(pair.source_train),
+             pair.source_name, p.steps, " with source labels" if losses else "")
+    run_phase(model, phase, pair.source_train, pair.source_val.x, run, make_optimizer,
+              cfg.trainer.eval_every, cfg.seed, cfg.trainer.progress)
+
+
+def _state(model: AutoEncoder, cfg: DictConfig, pair: Pair, labels: bool) -> dict:
+    return {"model": model.state_dict(), "model_cfg": OmegaConf.to_container(cfg.model, resolve=True),
+            "source": pair.source_name, "shape": list(pair.shape), "source_labels": labels}

@@ -1,4 +1,4 @@
-"""`aetl train`: pretrain on S, transfer to T with a strategy, evaluate on T, write the run dir."""
+"""`aetl train`: obtain Mf, transfer to T with a strategy, evaluate on T, write the run dir."""
 
 from __future__ import annotations
 
@@ -14,11 +14,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from aetl.data import Pair, load_pair
 from aetl.errors import AetlError, reports_errors
-from aetl.evaluate import probe_accuracy, reconstruction_metrics
-from aetl.loop import run_phase
-from aetl.models import AutoEncoder, build_model
-from aetl.pretrain import source_model
+from aetl.evaluate import head_accuracy, probe_accuracy, reconstruction_metrics
+from aetl.loop import Phase, run_phase
+from aetl.losses import AlignLoss, ClassifyLoss
+from aetl.models import AutoEncoder
+from aetl.pretrain import obtain_source
 from aetl.rundir import Run, register_resolvers
+from aetl.strategies import Context
 
 log = logging.getLogger(__name__)
 register_resolvers()
@@ -34,21 +36,22 @@ def train(cfg: DictConfig, out_dir: Path) -> dict:
     """Run the whole pipeline into out_dir and return the summary (what sweepers optimise)."""
     run = Run(out_dir)
     device = pick_device(cfg.trainer.device)
-    seed_everything(cfg.seed, cfg.trainer.threads)
+    if cfg.trainer.threads:
+        torch.set_num_threads(int(cfg.trainer.threads))
     pair = load_pair(cfg.data, cfg.seed, device)
     strategy = instantiate(cfg.strategy)
     make_optimizer = instantiate(cfg.trainer.optimizer)
-    def new_model(): return build_model(cfg.model, pair.shape).to(device)  # noqa: E704
+    source = obtain_source(cfg, pair, strategy.pretrain, run, make_optimizer, device) if strategy.uses_source else None
 
-    source, pretrain_s, origin = None, 0.0, None
-    if strategy.uses_source:
-        source, pretrain_s, origin = source_model(cfg, pair, new_model, run, make_optimizer)
     started = time.perf_counter()
-    model = strategy.build(new_model, source)
-    for i, phase in enumerate(strategy.phases(model, cfg.trainer)):
+    torch.manual_seed(cfg.seed + 1)  # the same target initialisation whether Mf was trained or cached
+    model = strategy.build(Context(cfg.model, pair.shape, source.model if source else None, device))
+    phases = [p for p in strategy.phases(model, cfg.trainer) if p.steps > 0]
+    for i, phase in enumerate(phases):
+        add_common_losses(phase, model, cfg.trainer, pair)
         log.info("%s: phase %s, %d steps on %d %s images", strategy.name, phase.name, phase.steps,
                  len(pair.target_train), pair.target_name)
-        run_phase(model, phase, pair.target_train.x, pair.target_val.x, run, make_optimizer,
+        run_phase(model, phase, pair.target_train, pair.target_val.x, run, make_optimizer,
                   cfg.trainer.eval_every, cfg.seed + 1 + i, cfg.trainer.progress)
     transfer_s = time.perf_counter() - started
     # Checkpoint first, then evaluate: a failed evaluation still leaves the model to inspect.
@@ -58,10 +61,13 @@ def train(cfg: DictConfig, out_dir: Path) -> dict:
         "strategy": strategy.name, "source": pair.source_name, "target": pair.target_name, "seed": cfg.seed,
         "labels_per_class": cfg.data.target.labels_per_class, "n_target_train": len(pair.target_train),
         **evaluate_run(model, pair, cfg.eval, run),
-        "pretrain_s": round(pretrain_s, 3), "transfer_s": round(transfer_s, 3),
+        "pretrain_s": round(source.seconds if source else 0.0, 3), "transfer_s": round(transfer_s, 3),
         "total_s": round(time.perf_counter() - run.started, 3), "device": str(device),
         "model": type(model).__name__, "latent_dim": model.latent_dim, "image_shape": list(pair.shape),
-        "source_fit": cfg.data.source.fit, "target_fit": cfg.data.target.fit, "source_model": origin,
+        "source_fit": cfg.data.source.fit, "target_fit": cfg.data.target.fit,
+        "source_model": source.origin if source else None, "source_cache": source.cache if source else None,
+        "source_labels": bool(source and source.labels), "align": cfg.trainer.align.kind,
+        "transfer_steps": sum(p.steps for p in phases),
     }
     run.write_summary(summary)
     log.info("target_mse %.5f  target_psnr %.2f dB  target_acc %s  (%s -> %s, %s)", summary["target_mse"],
@@ -71,15 +77,36 @@ def train(cfg: DictConfig, out_dir: Path) -> dict:
     return summary
 
 
+def add_common_losses(phase: Phase, model: AutoEncoder, trainer: DictConfig, pair: Pair) -> None:
+    """Terms any strategy's transfer phases take from the trainer config: alignment of
+    target and source codes, and cross-entropy on source batches (DRCN-style)."""
+    if trainer.align.kind != "none" and trainer.align.weight > 0:
+        phase.losses.append(AlignLoss(trainer.align.kind, trainer.align.weight))
+    if trainer.transfer.cls_weight > 0:
+        if not model.has_head:
+            raise AetlError("trainer.transfer.cls_weight > 0 needs a source classifier: set "
+                            "trainer.pretrain.cls_weight > 0 and use a strategy that starts from Mf")
+        phase.losses.append(ClassifyLoss(trainer.transfer.cls_weight, on_source=True))
+    if any(isinstance(t, (AlignLoss, ClassifyLoss)) for t in phase.losses):
+        phase.source = pair.source_train
+
+
 def evaluate_run(model: AutoEncoder, pair: Pair, cfg: DictConfig, run: Run) -> dict:
-    """Target and source test metrics (logged to metrics.jsonl) and the reconstruction grids."""
+    """Target and source test metrics (logged to metrics.jsonl) and the reconstruction grids.
+
+    target_acc is the linear probe on the labelled target images; with no target
+    labels it is the source classifier applied to T as it is (when Mf has one)."""
     target = reconstruction_metrics(model, pair.target_test.x)
     labelled = pair.target_train.labelled()
-    acc = None
+    head_acc = None
+    if model.has_head and pair.classes == pair.source_classes:  # the same label space
+        head_acc = head_accuracy(model, pair.target_test.x, pair.target_test.y)
+    acc = head_acc
     if len(labelled):
         acc = probe_accuracy(model, labelled.x, labelled.y, pair.target_test.x, pair.target_test.y,
                              len(pair.classes), cfg.probe_l2)
     metrics = {"target_mse": target["mse"], "target_psnr": target["psnr"], "target_acc": acc,
+               "target_acc_source_head": head_acc,
                "source_mse": reconstruction_metrics(model, pair.source_test.x)["mse"],
                "target_val_mse": reconstruction_metrics(model, pair.target_val.x)["mse"] if len(pair.target_val) else None,
                "n_target_labelled": len(labelled)}
@@ -105,9 +132,3 @@ def pick_device(name: str) -> torch.device:
     if name not in ("cpu", "cuda"):
         raise AetlError(f"unknown trainer.device {name!r}; choose auto, cpu or cuda")
     return torch.device(name)
-
-
-def seed_everything(seed: int, threads: int | None) -> None:
-    torch.manual_seed(seed)
-    if threads:
-        torch.set_num_threads(int(threads))

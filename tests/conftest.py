@@ -35,5 +35,7 @@ def make_cfg():
 
 
 @pytest.fixture(autouse=True)
-def _seeded():
+def _isolated(tmp_path_factory, monkeypatch):
+    """Seeded, with a source cache of its own (cache_dir reads AETL_CACHE_DIR)."""
     torch.manual_seed(0)
+    monkeypatch.setenv("AETL_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))

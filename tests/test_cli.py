@@ -1,6 +1,7 @@
 """End to end: the installed `aetl` command in a subprocess, as a user runs it."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -34,7 +35,7 @@ def test_hydra_flags_work_on_train(tmp_path):
     assert cfg.returncode == 0 and "name: scratch" in cfg.stdout and "labels_per_class: 10" in cfg.stdout
     assert not (tmp_path / "outputs").exists()  # printing the config runs nothing
     helped = aetl("train", "--help", cwd=tmp_path)
-    assert helped.returncode == 0 and "strategy: finetune, scratch" in helped.stdout
+    assert helped.returncode == 0 and "strategy: concat, finetune, fixed_init, mixed, scratch" in helped.stdout
 
 
 def test_train_end_to_end(tmp_path):
@@ -50,11 +51,18 @@ def test_train_end_to_end(tmp_path):
     assert "target_mse" in (run / "run.log").read_text()
 
 
-def test_two_job_multirun(tmp_path):
-    out = aetl("train", "-m", *TINY, *TINY_MODEL, "strategy=scratch,finetune", "hydra.sweep.dir=sweep", cwd=tmp_path)
+def test_multirun_over_every_strategy_pretrains_once(tmp_path):
+    env = {**os.environ, "AETL_CACHE_DIR": str(tmp_path / "cache")}
+    out = aetl("train", "-m", *TINY, *TINY_MODEL, "strategy=scratch,fixed_init,concat,finetune,mixed",
+               "hydra.sweep.dir=sweep", cwd=tmp_path, env=env)
     assert out.returncode == 0, out.stderr
-    strategies = [json.loads((tmp_path / "sweep" / str(i) / "summary.json").read_text())["strategy"] for i in (0, 1)]
-    assert strategies == ["scratch", "finetune"]
+    jobs = [tmp_path / "sweep" / str(i) for i in range(5)]
+    summaries = [json.loads((job / "summary.json").read_text()) for job in jobs]
+    assert [s["strategy"] for s in summaries] == ["scratch", "fixed_init", "concat", "finetune", "mixed"]
+    assert [s["source_cache"] for s in summaries] == [None, "miss", "hit", "hit", "hit"]
+    assert all(s["transfer_steps"] == 10 for s in summaries)
+    assert "source model: cache hit" in (jobs[2] / "run.log").read_text()
+    assert sum("pretraining" in (job / "run.log").read_text() for job in jobs) == 1
 
 
 def test_bad_input_gives_one_clear_line_and_spares_earlier_runs(tmp_path):
@@ -73,7 +81,7 @@ def test_bad_input_gives_one_clear_line_and_spares_earlier_runs(tmp_path):
 
 
 def test_home_in_a_path_override_is_expanded(tmp_path):
-    env = {**__import__("os").environ, "HOME": str(tmp_path)}
+    env = {**os.environ, "HOME": str(tmp_path)}
     out = aetl("train", *TINY, *TINY_MODEL, "data/target=folder", "data.target.root=~/my_images", cwd=tmp_path, env=env)
     assert out.returncode == 2
     assert f"image folder {tmp_path}/my_images does not exist" in out.stderr

@@ -20,10 +20,12 @@ class AEOutput(NamedTuple):
 
 
 class AutoEncoder(nn.Module):
-    """encode: images -> latent codes (N, latent_dim); decode: codes -> images in [0, 1]."""
+    """encode: images -> codes (N, latent_dim); decode: codes -> images in [0, 1];
+    logits: codes -> class scores, once a classifier head is added."""
 
     encoder: nn.Module
     decoder: nn.Module
+    spatial = False  # True: the encoder sees (C, H, W) maps; False: a flat vector
 
     def __init__(self, in_shape: tuple[int, int, int], latent_dim: int) -> None:
         super().__init__()
@@ -33,6 +35,18 @@ class AutoEncoder(nn.Module):
             raise AetlError(f"model.latent_dim must be >= 1, got {latent_dim}")
         self.in_shape = tuple(in_shape)
         self.latent_dim = latent_dim
+        self.head: nn.Module | None = None
+
+    def add_head(self, n_classes: int) -> None:
+        """A linear classifier on the code, trained with source labels."""
+        self.head = nn.Linear(self.latent_dim, n_classes)
+
+    @property
+    def has_head(self) -> bool:
+        return self.head is not None
+
+    def logits(self, z: torch.Tensor) -> torch.Tensor:
+        return self.head(z)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x)
@@ -45,6 +59,9 @@ class AutoEncoder(nn.Module):
         return AEOutput(self.decode(z), z)
 
 
-def build_model(cfg: DictConfig, in_shape: tuple[int, int, int]) -> AutoEncoder:
-    """Instantiate the `model` config for images of in_shape (C, H, W)."""
-    return instantiate(cfg, in_shape=in_shape)
+def build_model(cfg: DictConfig, in_shape: tuple[int, ...], n_classes: int = 0) -> AutoEncoder:
+    """Instantiate the `model` config for inputs of in_shape, with a classifier head when n_classes > 0."""
+    model = instantiate(cfg, in_shape=in_shape)
+    if n_classes:
+        model.add_head(n_classes)
+    return model

@@ -11,6 +11,8 @@ from aetl.models import AutoEncoder
 
 
 class ConvAE(AutoEncoder):
+    spatial = True
+
     def __init__(self, in_shape: tuple[int, int, int], latent_dim: int = 32, channels: Sequence[int] = (32, 64)) -> None:
         super().__init__(in_shape, latent_dim)
         c_in, h, w = in_shape

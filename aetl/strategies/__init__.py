@@ -1,16 +1,47 @@
-"""Transfer strategies: how the target AE is built from the source AE and which
-phases train it. Each strategy is one module here plus one YAML in configs/strategy/."""
+"""Transfer strategies: how the target AE is built from the source model Mf and which
+phases train it. Each strategy is one module here plus one YAML in configs/strategy/.
+
+Every strategy's phases add up to `trainer.transfer.steps` target steps, so
+strategies are compared at equal target steps.
+"""
 
 from __future__ import annotations
 
-from typing import Callable
+import logging
+from dataclasses import dataclass
+from typing import Any
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from aetl.errors import AetlError
 from aetl.loop import Phase
-from aetl.models import AutoEncoder
+from aetl.models import AutoEncoder, build_model
+from aetl.transfer import transfer_weights
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Context:
+    """What a strategy builds from: the model config, the image shape and Mf."""
+
+    model_cfg: DictConfig
+    shape: tuple[int, int, int]
+    source: AutoEncoder | None
+    device: torch.device
+
+    def new_model(self, overrides: dict | None = None, in_shape: tuple[int, ...] | None = None,
+                  latent_dim: int | None = None) -> AutoEncoder:
+        """A fresh model: the model config with overrides (a dict with its own _target_ replaces
+        it), with a classifier head like Mf's when Mf has one."""
+        cfg = self.model_cfg
+        if overrides:
+            cfg = OmegaConf.create(overrides) if "_target_" in overrides else OmegaConf.merge(cfg, overrides)
+        if latent_dim is not None:
+            cfg = OmegaConf.merge(cfg, {"latent_dim": latent_dim})
+        head = self.source.head.out_features if self.source is not None and self.source.head is not None else 0
+        return build_model(cfg, in_shape or self.shape, head).to(self.device)
 
 
 class Strategy:
@@ -18,16 +49,43 @@ class Strategy:
 
     uses_source = True  # False: no source model is pretrained or loaded
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, pretrain: dict | None = None, target_model: dict | None = None) -> None:
         self.name = name
+        self.pretrain = dict(pretrain or {})  # overrides of trainer.pretrain for this strategy's Mf
+        self.target_model = dict(target_model or {})  # overrides of the model config for the target AE
 
-    def build(self, new_model: Callable[[], AutoEncoder], source: AutoEncoder | None) -> AutoEncoder:
+    def build(self, ctx: Context) -> AutoEncoder:
         """The target AE, ready for the first phase."""
         raise NotImplementedError
 
     def phases(self, model: AutoEncoder, trainer: DictConfig) -> list[Phase]:
         """The training phases on the target images, in order."""
         raise NotImplementedError
+
+
+def initialise_from(model: torch.nn.Module, source: AutoEncoder, who: str) -> None:
+    """Copy Mf into model by the rule of aetl.transfer and log what went where."""
+    report = transfer_weights(model, source.state_dict())
+    log.info("%s: initialised from Mf: %s", who, report.line())
+
+
+def split_steps(total: int, first_fraction: float, what: str) -> tuple[int, int]:
+    if not 0 <= first_fraction <= 1:
+        raise AetlError(f"strategy.{what} must be in [0, 1], got {first_fraction}")
+    first = round(total * first_fraction)
+    return first, total - first
+
+
+def all_params(model: torch.nn.Module, lr: float) -> list[dict[str, Any]]:
+    return [{"params": list(model.parameters()), "lr": lr}]
+
+
+def parts_params(model: AutoEncoder, lr: float, encoder_scale: float) -> list[dict[str, Any]]:
+    """The encoder at lr * encoder_scale, everything else (decoder, head) at lr."""
+    encoder = list(model.encoder.parameters())
+    ids = {id(p) for p in encoder}
+    rest = [p for p in model.parameters() if id(p) not in ids]
+    return [{"params": encoder, "lr": lr * encoder_scale}, {"params": rest, "lr": lr}]
 
 
 def load_weights(model: torch.nn.Module, state: dict, origin: str) -> None:

@@ -1,29 +1,44 @@
-"""finetune: start from the source AE and train all of it on the target images,
-the encoder at `encoder_lr_scale` times the transfer learning rate."""
+"""finetune (finetunable pretraining): start from Mf and train all of it on T.
+
+The encoder learns at `encoder_lr_scale` times the decoder's rate, and the whole at
+`lr_scale` times trainer.transfer.lr. With `unfreeze_fraction` > 0 the encoder is held
+fixed for that share of the target steps while the decoder adapts (gradual
+unfreezing), then everything trains to the end. `pretrain` gives Mf a schedule of
+its own (e.g. longer, at a larger learning rate); it is then a cache entry of its own.
+"""
 
 from __future__ import annotations
 
-from typing import Callable
-
 from omegaconf import DictConfig
+from torch import nn
 
 from aetl.loop import Phase
 from aetl.models import AutoEncoder
-from aetl.strategies import Strategy, load_weights
+from aetl.strategies import Context, Strategy, initialise_from, parts_params, split_steps
 
 
 class Finetune(Strategy):
-    def __init__(self, name: str, encoder_lr_scale: float = 1.0) -> None:
-        super().__init__(name)
+    def __init__(self, name: str, encoder_lr_scale: float = 1.0, lr_scale: float = 1.0,
+                 unfreeze_fraction: float = 0.0, **common) -> None:
+        super().__init__(name, **common)
         self.encoder_lr_scale = encoder_lr_scale
+        self.lr_scale = lr_scale
+        self.unfreeze_fraction = unfreeze_fraction
 
-    def build(self, new_model: Callable[[], AutoEncoder], source: AutoEncoder | None) -> AutoEncoder:
-        model = new_model()
-        load_weights(model, source.state_dict(), "the source model")
+    def build(self, ctx: Context) -> AutoEncoder:
+        model = ctx.new_model(self.target_model)
+        self.initialise(model, ctx)
         return model
+
+    def initialise(self, model: nn.Module, ctx: Context) -> None:
+        initialise_from(model, ctx.source, self.name)
 
     def phases(self, model: AutoEncoder, trainer: DictConfig) -> list[Phase]:
         t = trainer.transfer
-        groups = [{"params": list(model.encoder.parameters()), "lr": t.lr * self.encoder_lr_scale},
-                  {"params": list(model.decoder.parameters()), "lr": t.lr}]
-        return [Phase("transfer", t.steps, t.batch_size, groups)]
+        lr = t.lr * self.lr_scale
+        held, rest = split_steps(t.steps, self.unfreeze_fraction, "unfreeze_fraction")
+        phases = [Phase("transfer", rest, t.batch_size, parts_params(model, lr, self.encoder_lr_scale))]
+        if held:
+            phases.insert(0, Phase("transfer_frozen", held, t.batch_size, parts_params(model, lr, 1.0),
+                                   frozen=[model.encoder]))
+        return phases

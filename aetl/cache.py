@@ -1,0 +1,69 @@
+"""The source-model cache: Mf is pretrained once per key, not once per job.
+
+The key is a hash of everything that determines Mf: the source data and its
+mapping and splits, the backbone, the pretraining settings, the optimiser, the seed
+and aetl's version. An entry is `<dir>/<key>/source.pt` plus `spec.json` (what the
+key stands for). A job holds an exclusive lock on `<dir>/<key>.lock` while it
+looks up and, on a miss, trains and stores the entry, so concurrent jobs (joblib,
+submitit, SLURM arrays on a shared file system with working locks) never train the
+same entry twice or read a half-written one; jobs with other keys do not wait.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Iterator
+
+from aetl.errors import AetlError
+from aetl.rundir import atomic_write, load_checkpoint
+
+log = logging.getLogger(__name__)
+
+
+def cache_key(spec: dict) -> str:
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class SourceCache:
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).expanduser()
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise AetlError(f"cannot create the source cache at {self.root} ({err.strerror}); "
+                            "set cache_dir to a writable folder, or cache_dir=null to turn the cache off") from None
+
+    def entry(self, key: str) -> Path:
+        return self.root / key / "source.pt"
+
+    @contextlib.contextmanager
+    def locked(self, key: str) -> Iterator[None]:
+        with open(self.root / f"{key}.lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def load(self, key: str) -> dict | None:
+        path = self.entry(key)
+        if not path.is_file():
+            return None
+        try:
+            return load_checkpoint(path)
+        except AetlError as err:
+            log.warning("ignoring the unreadable cache entry %s (%s); pretraining again", path, err)
+            return None
+
+    def store(self, key: str, state: dict, spec: dict) -> Path:
+        import torch
+
+        path = self.entry(key)
+        atomic_write(path.parent / "spec.json", lambda f: f.write(json.dumps(spec, indent=2, default=str).encode()))
+        atomic_write(path, lambda f: torch.save(state, f))
+        return path

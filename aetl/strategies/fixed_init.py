@@ -1,0 +1,42 @@
+"""fixed_init (fixed weight initialisation): the target AE, which may be larger than Mf
+(`target_model`), starts from Mf by the fixed rule of aetl.transfer. The transferred
+encoder is first held fixed for `frozen_fraction` of the target steps while the rest
+adapts to T; then everything is fine-tuned with a feature loss (weight
+`feature_weight`, scale-free) that keeps the target codes close to the frozen Mf's
+codes of the same images."""
+
+from __future__ import annotations
+
+import copy
+
+from omegaconf import DictConfig
+from torch import nn
+
+from aetl.loop import Phase
+from aetl.losses import FeatureLoss
+from aetl.models import AutoEncoder
+from aetl.strategies import Context, Strategy, all_params, initialise_from, split_steps
+
+
+class FixedInit(Strategy):
+    def __init__(self, name: str, frozen_fraction: float = 0.3, feature_weight: float = 1e-3, **common) -> None:
+        super().__init__(name, **common)
+        self.frozen_fraction = frozen_fraction
+        self.feature_weight = feature_weight
+        self.reference: AutoEncoder | None = None
+
+    def build(self, ctx: Context) -> AutoEncoder:
+        model = ctx.new_model(self.target_model)
+        self.initialise(model, ctx)
+        return model
+
+    def initialise(self, model: nn.Module, ctx: Context) -> None:
+        initialise_from(model, ctx.source, self.name)
+        self.reference = copy.deepcopy(ctx.source).eval().requires_grad_(False)
+
+    def phases(self, model: AutoEncoder, trainer: DictConfig) -> list[Phase]:
+        t = trainer.transfer
+        held, rest = split_steps(t.steps, self.frozen_fraction, "frozen_fraction")
+        losses = [FeatureLoss(self.reference, self.feature_weight)] if self.feature_weight > 0 else []
+        return [Phase("transfer_frozen", held, t.batch_size, all_params(model, t.lr), frozen=[model.encoder]),
+                Phase("transfer", rest, t.batch_size, all_params(model, t.lr), losses=losses)]

@@ -1,0 +1,68 @@
+"""The source-model cache: reused, missed when a setting changes, safe under concurrency."""
+
+import json
+import multiprocessing
+
+import torch
+
+from aetl.cache import SourceCache
+from aetl.rundir import load_checkpoint
+from aetl.train import train
+from test_train import FIGURES, read_metrics
+
+
+def test_second_job_reuses_mf_and_gets_the_same_figures(make_cfg, tmp_path):
+    first = train(make_cfg(), tmp_path / "a")
+    second = train(make_cfg(), tmp_path / "b")
+    assert (first["source_cache"], second["source_cache"]) == ("miss", "hit")
+    assert second["pretrain_s"] == 0 and "pretrain" not in {r["phase"] for r in read_metrics(tmp_path / "b")}
+    assert [first[k] for k in FIGURES] == [second[k] for k in FIGURES]
+    a, b = (load_checkpoint(tmp_path / d / "checkpoints" / "source.pt")["model"] for d in "ab")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_changed_pretrain_setting_or_seed_misses(make_cfg, tmp_path):
+    train(make_cfg(), tmp_path / "a")
+    assert train(make_cfg("trainer.pretrain.lr=1e-3"), tmp_path / "b")["source_cache"] == "miss"
+    assert train(make_cfg("seed=5"), tmp_path / "c")["source_cache"] == "miss"
+    assert train(make_cfg("strategy=fixed_init"), tmp_path / "d")["source_cache"] == "hit"
+    own = train(make_cfg("strategy.pretrain={steps: 25}"), tmp_path / "e")
+    assert own["source_cache"] == "miss"
+    assert train(make_cfg("cache_dir=null"), tmp_path / "f")["source_cache"] == "off"
+
+
+def _job(overrides, out, queue):
+    from hydra import compose, initialize_config_module
+
+    from conftest import TINY, TINY_MODEL
+
+    with initialize_config_module("aetl.configs", version_base="1.3"):
+        cfg = compose("train", overrides=[*TINY, *TINY_MODEL, *overrides])
+    queue.put(train(cfg, out)["source_cache"])
+
+
+def test_two_concurrent_jobs_end_with_one_valid_entry(tmp_path):
+    cache_dir = tmp_path / "cache"
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    overrides = [f"cache_dir={cache_dir}", "trainer.pretrain.steps=200"]
+    jobs = [ctx.Process(target=_job, args=(overrides, tmp_path / f"run{i}", queue)) for i in range(2)]
+    for job in jobs:
+        job.start()
+    for job in jobs:
+        job.join(timeout=120)
+    assert [job.exitcode for job in jobs] == [0, 0]
+    assert sorted(queue.get() for _ in jobs) == ["hit", "miss"]
+    (entry,) = [p for p in cache_dir.iterdir() if p.is_dir()]
+    assert load_checkpoint(entry / "source.pt")["model"]
+    assert json.loads((entry / "spec.json").read_text())["pretrain"]["steps"] == 200
+    assert not [p for p in entry.iterdir() if p.name.startswith(".")]  # no temp file left behind
+
+
+def test_an_unreadable_entry_is_trained_again(make_cfg, tmp_path):
+    train(make_cfg(), tmp_path / "a")
+    cache = SourceCache(make_cfg().cache_dir)
+    (entry,) = [p for p in cache.root.iterdir() if p.is_dir()]
+    (entry / "source.pt").write_bytes(b"garbage")
+    assert train(make_cfg(), tmp_path / "b")["source_cache"] == "miss"
+    assert train(make_cfg(), tmp_path / "c")["source_cache"] == "hit"
