@@ -21,8 +21,9 @@ def debug_enabled() -> bool:
 def reports_errors(task: Callable[..., Any]) -> Callable[..., Any]:
     """Turn an AetlError raised by a Hydra task into one line and exit status 2.
 
-    In a multirun the failed job is logged and the sweep goes on, so one bad
-    combination does not cost the others. AETL_DEBUG=1 shows the traceback.
+    In a multirun a failed job (bad input or a bug) is logged to its run.log and the
+    sweep goes on, so one bad combination does not cost the others; `aetl report`
+    lists it. AETL_DEBUG=1 shows the traceback behind an AetlError.
     """
 
     @functools.wraps(task)
@@ -31,12 +32,15 @@ def reports_errors(task: Callable[..., Any]) -> Callable[..., Any]:
             return task(*args, **kwargs)
         except Exception as raised:
             err = user_error(raised)
+            if _in_multirun() and not debug_enabled():
+                if err is None:
+                    log.exception("job failed: %s", raised)
+                else:
+                    log.error("job failed: %s", err)
+                return None
             if err is None or debug_enabled():
                 raise
-            # The log reaches both the console (stderr) and run.log.
-            log.error("%s", err)
-            if _in_multirun():
-                return None
+            log.error("%s", err)  # the log reaches both the console (stderr) and run.log
             raise SystemExit(2) from None
 
     return wrapper

@@ -38,8 +38,10 @@ class Phase:
 
 
 def run_phase(model: AutoEncoder, phase: Phase, train: "Split", val_x: torch.Tensor, run: Run,
-              make_optimizer: Callable, eval_every: int, seed: int, progress: bool = True) -> None:
-    """Train `model` for phase.steps steps on the train split, logging validation MSE on val_x."""
+              make_optimizer: Callable, eval_every: int, seed: int, progress: bool = True, first_step: int = 0) -> None:
+    """Train `model` for phase.steps steps on the train split, logging validation MSE on val_x.
+
+    Logged steps count on from first_step, so the phases of one transfer share one step axis."""
     if phase.steps < 0 or phase.batch_size < 1:
         raise AetlError(f"{phase.name}: steps must be >= 0 and batch_size >= 1, got {phase.steps} and {phase.batch_size}")
     for lr in (g["lr"] for g in phase.groups):
@@ -74,16 +76,16 @@ def run_phase(model: AutoEncoder, phase: Phase, train: "Split", val_x: torch.Ten
         for key, value in {"train_loss": loss, **losses}.items():
             running[key] = running.get(key, 0) + value.detach()
         since_log += 1
-        if step % eval_every == 0 or step == phase.steps:
+        if (first_step + step) % eval_every == 0 or step == phase.steps:
             means = {k: (v / since_log).item() for k, v in running.items()}
             if not all(map(math.isfinite, means.values())):
                 raise AetlError(f"{phase.name}: the loss became {means['train_loss']} by step {step}; "
                                 "lower the learning rate (the last good checkpoint is kept)")
             val_mse = recon_errors(model, val_x).mean().item() if len(val_x) else float("nan")
-            run.log_metrics(phase.name, epoch=epoch, step=step, **means, val_mse=val_mse)
+            run.log_metrics(phase.name, epoch=epoch, step=first_step + step, **means, val_mse=val_mse)
             running.clear()
             since_log = 0
-    run.save_checkpoint("last.pt", {"phase": phase.name, "step": phase.steps, "model": model.state_dict(),
+    run.save_checkpoint("last.pt", {"phase": phase.name, "step": first_step + phase.steps, "model": model.state_dict(),
                                     "optimizer": optimizer.state_dict()})
 
 

@@ -47,12 +47,14 @@ def train(cfg: DictConfig, out_dir: Path) -> dict:
     torch.manual_seed(cfg.seed + 1)  # the same target initialisation whether Mf was trained or cached
     model = strategy.build(Context(cfg.model, pair.shape, source.model if source else None, device))
     phases = [p for p in strategy.phases(model, cfg.trainer) if p.steps > 0]
+    done = 0
     for i, phase in enumerate(phases):
         add_common_losses(phase, model, cfg.trainer, pair)
         log.info("%s: phase %s, %d steps on %d %s images", strategy.name, phase.name, phase.steps,
                  len(pair.target_train), pair.target_name)
         run_phase(model, phase, pair.target_train, pair.target_val.x, run, make_optimizer,
-                  cfg.trainer.eval_every, cfg.seed + 1 + i, cfg.trainer.progress)
+                  cfg.trainer.eval_every, cfg.seed + 1 + i, cfg.trainer.progress, first_step=done)
+        done += phase.steps
     transfer_s = time.perf_counter() - started
     # Checkpoint first, then evaluate: a failed evaluation still leaves the model to inspect.
     run.save_checkpoint("target.pt", {"model": model.state_dict(), "model_cfg": OmegaConf.to_container(cfg.model),
@@ -67,7 +69,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict:
         "source_fit": cfg.data.source.fit, "target_fit": cfg.data.target.fit,
         "source_model": source.origin if source else None, "source_cache": source.cache if source else None,
         "source_labels": bool(source and source.labels), "align": cfg.trainer.align.kind,
-        "transfer_steps": sum(p.steps for p in phases),
+        "transfer_steps": done,
     }
     run.write_summary(summary)
     log.info("target_mse %.5f  target_psnr %.2f dB  target_acc %s  (%s -> %s, %s)", summary["target_mse"],

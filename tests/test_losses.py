@@ -3,7 +3,6 @@
 import pytest
 import torch
 
-from aetl.data import Split
 from aetl.losses import AlignLoss, ClassifyLoss, FeatureLoss, Step, coral, mmd
 from aetl.models.mlp import MLPAE
 from aetl.train import train

@@ -55,18 +55,20 @@ class Strategy:
         self.target_model = dict(target_model or {})  # overrides of the model config for the target AE
 
     def build(self, ctx: Context) -> AutoEncoder:
-        """The target AE, ready for the first phase."""
-        raise NotImplementedError
+        """The target AE, ready for the first phase: by default a model of the target
+        config initialised from Mf."""
+        model = ctx.new_model(self.target_model)
+        self.initialise(model, ctx)
+        return model
+
+    def initialise(self, model: torch.nn.Module, ctx: Context) -> None:
+        """Start model (or a concat model's own encoder and decoder) from Mf."""
+        report = transfer_weights(model, ctx.source.state_dict())
+        log.info("%s: initialised from Mf: %s", self.name, report.line())
 
     def phases(self, model: AutoEncoder, trainer: DictConfig) -> list[Phase]:
         """The training phases on the target images, in order."""
         raise NotImplementedError
-
-
-def initialise_from(model: torch.nn.Module, source: AutoEncoder, who: str) -> None:
-    """Copy Mf into model by the rule of aetl.transfer and log what went where."""
-    report = transfer_weights(model, source.state_dict())
-    log.info("%s: initialised from Mf: %s", who, report.line())
 
 
 def split_steps(total: int, first_fraction: float, what: str) -> tuple[int, int]:

@@ -10,11 +10,10 @@ its own (e.g. longer, at a larger learning rate); it is then a cache entry of it
 from __future__ import annotations
 
 from omegaconf import DictConfig
-from torch import nn
 
 from aetl.loop import Phase
 from aetl.models import AutoEncoder
-from aetl.strategies import Context, Strategy, initialise_from, parts_params, split_steps
+from aetl.strategies import Strategy, parts_params, split_steps
 
 
 class Finetune(Strategy):
@@ -24,14 +23,6 @@ class Finetune(Strategy):
         self.encoder_lr_scale = encoder_lr_scale
         self.lr_scale = lr_scale
         self.unfreeze_fraction = unfreeze_fraction
-
-    def build(self, ctx: Context) -> AutoEncoder:
-        model = ctx.new_model(self.target_model)
-        self.initialise(model, ctx)
-        return model
-
-    def initialise(self, model: nn.Module, ctx: Context) -> None:
-        initialise_from(model, ctx.source, self.name)
 
     def phases(self, model: AutoEncoder, trainer: DictConfig) -> list[Phase]:
         t = trainer.transfer

@@ -15,7 +15,7 @@ from torch import nn
 from aetl.loop import Phase
 from aetl.losses import FeatureLoss
 from aetl.models import AutoEncoder
-from aetl.strategies import Context, Strategy, all_params, initialise_from, split_steps
+from aetl.strategies import Context, Strategy, all_params, split_steps
 
 
 class FixedInit(Strategy):
@@ -25,13 +25,8 @@ class FixedInit(Strategy):
         self.feature_weight = feature_weight
         self.reference: AutoEncoder | None = None
 
-    def build(self, ctx: Context) -> AutoEncoder:
-        model = ctx.new_model(self.target_model)
-        self.initialise(model, ctx)
-        return model
-
     def initialise(self, model: nn.Module, ctx: Context) -> None:
-        initialise_from(model, ctx.source, self.name)
+        super().initialise(model, ctx)
         self.reference = copy.deepcopy(ctx.source).eval().requires_grad_(False)
 
     def phases(self, model: AutoEncoder, trainer: DictConfig) -> list[Phase]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from omegaconf import DictConfig
+from torch import nn
 
 from aetl.loop import Phase
 from aetl.models import AutoEncoder
@@ -12,8 +13,8 @@ from aetl.strategies import Context, Strategy, all_params
 class Scratch(Strategy):
     uses_source = False
 
-    def build(self, ctx: Context) -> AutoEncoder:
-        return ctx.new_model(self.target_model)
+    def initialise(self, model: nn.Module, ctx: Context) -> None:
+        pass  # a fresh model: nothing comes from Mf
 
     def phases(self, model: AutoEncoder, trainer: DictConfig) -> list[Phase]:
         t = trainer.transfer
