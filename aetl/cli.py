@@ -10,7 +10,7 @@ COMMANDS = {
     "train": "pretrain on S (or load pretrained=...), transfer to T with a strategy, evaluate, write the run dir",
     "stylize": "style transfer with a trained run's autoencoder (not yet available)",
     "augment": "latent-space data augmentation with a trained run's autoencoder (not yet available)",
-    "report": "aggregate run dirs and sweeps into a mean ± std table and plots (not yet available)",
+    "report": "aggregate run dirs and sweeps into a mean ± std table (Markdown, CSV) and plots",
 }
 
 USAGE = """usage: aetl <command> [overrides] [hydra flags]
@@ -39,6 +39,10 @@ def main(argv: list[str] | None = None) -> None:
     command, rest = args[0], args[1:]
     if command not in COMMANDS:
         sys.exit(f"aetl: unknown command {command!r}; choose one of {', '.join(COMMANDS)} (aetl --help)")
+    if command == "report":
+        from aetl.report import main as report_main
+
+        sys.exit(report_main(rest))
     if command != "train":
         sys.exit(f"aetl: '{command}' is not yet available in this version; see aetl --help")
     from aetl.train import main as train_main

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -34,13 +36,13 @@ def encode_all(model: AutoEncoder, x: torch.Tensor, batch_size: int = 1024) -> t
     return z
 
 
-def probe_accuracy(model: AutoEncoder, x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor,
-                   y_test: torch.Tensor, n_classes: int, l2: float = 1e-3, max_iter: int = 200) -> float:
-    """Test accuracy of a multinomial logistic regression fitted (L-BFGS, full batch)
-    on the frozen encoder's standardised codes of the labelled training images."""
-    z_train, z_test = encode_all(model, x_train), encode_all(model, x_test)
+def fit_probe(model: AutoEncoder, x_train: torch.Tensor, y_train: torch.Tensor, n_classes: int,
+              l2: float = 1e-3, max_iter: int = 200) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A multinomial logistic regression fitted (L-BFGS, full batch) on the frozen
+    encoder's standardised codes of the labelled images; returns images -> predicted class."""
+    z_train = encode_all(model, x_train)
     mean, std = z_train.mean(0), z_train.std(0, unbiased=False).clamp_min(1e-6)
-    z_train, z_test = (z_train - mean) / std, (z_test - mean) / std
+    z_train = (z_train - mean) / std
     weight = torch.zeros(z_train.shape[1], n_classes, device=z_train.device, requires_grad=True)
     bias = torch.zeros(n_classes, device=z_train.device, requires_grad=True)
     opt = torch.optim.LBFGS([weight, bias], max_iter=max_iter, line_search_fn="strong_wolfe")
@@ -52,14 +54,35 @@ def probe_accuracy(model: AutoEncoder, x_train: torch.Tensor, y_train: torch.Ten
         return loss
 
     opt.step(closure)
-    with torch.no_grad():
-        pred = (z_test @ weight + bias).argmax(1)
-    return (pred == y_test).float().mean().item()
+
+    @torch.no_grad()
+    def predict(x: torch.Tensor) -> torch.Tensor:
+        return (((encode_all(model, x) - mean) / std) @ weight + bias).argmax(1)
+
+    return predict
 
 
-@torch.no_grad()
-def head_accuracy(model: AutoEncoder, x: torch.Tensor, y: torch.Tensor) -> float:
-    """Accuracy of the model's own (source-trained) classifier head, applied as it is."""
-    model.eval()
-    pred = torch.cat([model.logits(model.encode(xb)).argmax(1) for xb in x.split(1024)])
-    return (pred == y).float().mean().item()
+def probe_accuracy(model: AutoEncoder, x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor,
+                   y_test: torch.Tensor, n_classes: int, l2: float = 1e-3) -> float:
+    """Test accuracy of the linear probe (see fit_probe)."""
+    predict = fit_probe(model, x_train, y_train, n_classes, l2)
+    return (predict(x_test) == y_test).float().mean().item()
+
+
+def head_predictions(model: AutoEncoder) -> Callable[[torch.Tensor], torch.Tensor]:
+    """images -> classes by the model's own (source-trained) classifier head, as it is."""
+
+    @torch.no_grad()
+    def predict(x: torch.Tensor) -> torch.Tensor:
+        model.eval()
+        return torch.cat([model.logits(model.encode(xb)).argmax(1) for xb in x.split(1024)])
+
+    return predict
+
+
+def accuracy(predict: Callable[[torch.Tensor], torch.Tensor] | None, split) -> float | None:
+    """Share of split's labelled images that predict gets right (None without a predictor or labels)."""
+    keep = split.y >= 0
+    if predict is None or not keep.any():
+        return None
+    return (predict(split.x[keep]) == split.y[keep]).float().mean().item()

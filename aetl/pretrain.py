@@ -15,7 +15,6 @@ from omegaconf import DictConfig, OmegaConf
 import aetl
 from aetl.cache import SourceCache, cache_key
 from aetl.data import Pair
-from aetl.errors import AetlError
 from aetl.loop import Phase, run_phase
 from aetl.losses import ClassifyLoss
 from aetl.models import AutoEncoder, build_model
@@ -54,8 +53,10 @@ def obtain_source(cfg: DictConfig, pair: Pair, overrides: dict, run: Run, make_o
     given = load_checkpoint(cfg.pretrained) if cfg.pretrained else None
     labels = "head.weight" in given["model"] if given else pretrain.cls_weight > 0
     if labels and not given and (pair.source_train.y < 0).any():
-        raise AetlError(f"trainer.pretrain.cls_weight > 0 needs source labels, but {pair.source_name} has none; "
-                        "set it to 0")
+        log.warning("%s has no labels: pretraining on reconstruction only (trainer.pretrain.cls_weight ignored)",
+                    pair.source_name)
+        labels = False
+        pretrain.cls_weight = 0.0
     torch.manual_seed(cfg.seed)  # Mf's initialisation does not depend on what ran before
     model = build_model(cfg.model, pair.shape, len(pair.classes) if labels else 0).to(device)
     started = time.perf_counter()

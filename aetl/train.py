@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from aetl.data import Pair, load_pair
 from aetl.errors import AetlError, reports_errors
-from aetl.evaluate import head_accuracy, probe_accuracy, reconstruction_metrics
+from aetl.evaluate import accuracy, fit_probe, head_predictions, reconstruction_metrics
 from aetl.loop import Phase, run_phase
 from aetl.losses import AlignLoss, ClassifyLoss
 from aetl.models import AutoEncoder
@@ -100,15 +100,14 @@ def evaluate_run(model: AutoEncoder, pair: Pair, cfg: DictConfig, run: Run) -> d
     labels it is the source classifier applied to T as it is (when Mf has one)."""
     target = reconstruction_metrics(model, pair.target_test.x)
     labelled = pair.target_train.labelled()
-    head_acc = None
-    if model.has_head and pair.classes == pair.source_classes:  # the same label space
-        head_acc = head_accuracy(model, pair.target_test.x, pair.target_test.y)
-    acc = head_acc
-    if len(labelled):
-        acc = probe_accuracy(model, labelled.x, labelled.y, pair.target_test.x, pair.target_test.y,
-                             len(pair.classes), cfg.probe_l2)
+    head = head_predictions(model) if model.has_head and pair.classes == pair.source_classes else None
+    # images -> classes: the linear probe, else Mf's own head applied to T as it is
+    predict = fit_probe(model, labelled.x, labelled.y, len(pair.classes), cfg.probe_l2) if len(labelled) else head
+    head_acc = accuracy(head, pair.target_test)
+    acc = accuracy(predict, pair.target_test)
+    val_acc = accuracy(predict, pair.target_val)  # for tuning: model selection never reads the test split
     metrics = {"target_mse": target["mse"], "target_psnr": target["psnr"], "target_acc": acc,
-               "target_acc_source_head": head_acc,
+               "target_acc_source_head": head_acc, "target_val_acc": val_acc,
                "source_mse": reconstruction_metrics(model, pair.source_test.x)["mse"],
                "target_val_mse": reconstruction_metrics(model, pair.target_val.x)["mse"] if len(pair.target_val) else None,
                "n_target_labelled": len(labelled)}

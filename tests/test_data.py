@@ -146,3 +146,28 @@ def test_unlabelled_folder_needs_zero_labels(make_cfg, tmp_path):
     assert len(pair.target_train) == 10 and len(pair.target_train.labelled()) == 0
     with pytest.raises(AetlError, match="labels_per_class=0"):
         load_pair(make_cfg(*base).data, 0, CPU)
+
+
+def test_mnist_m_is_deterministic_colour_and_keeps_labels():
+    from aetl.domains import mnist_m
+
+    a, b, c = mnist_m.load(seed=0), mnist_m.load(seed=0), mnist_m.load(seed=1)
+    plain = mnist.load()
+    assert a.images.shape == (5000, 3, 28, 28) and a.images.dtype == np.float32
+    assert np.array_equal(a.images, b.images) and not np.array_equal(a.images, c.images)
+    assert np.array_equal(a.labels, plain.labels)
+    assert 0 <= a.images.min() and a.images.max() <= 1
+    # Where the digit is full ink, the pixel is 1 - photo: the digit is still there to read.
+    ink = plain.images[:, 0] > 0.99
+    background = plain.images[:, 0] == 0
+    assert (a.images.mean(1)[ink].mean() - a.images.mean(1)[background].mean()) ** 2 > 0.001
+
+
+def test_mnist_m_test_digits_are_the_mnist_test_digits(make_cfg):
+    cfg = make_cfg("data=mnist_mnist_m")
+    from aetl.data import fixed_splits
+
+    labels = mnist.load().labels
+    s_test = fixed_splits(labels, cfg.data.source.n_test, cfg.data.source.n_val, cfg.data.split_seed, "source")[0]
+    t_test = fixed_splits(labels, cfg.data.target.n_test, cfg.data.target.n_val, cfg.data.split_seed, "target")[0]
+    assert np.array_equal(s_test, t_test)

@@ -1,0 +1,214 @@
+"""`aetl report DIR...`: a mean ± std table over seeds, the gain over scratch, and plots.
+
+Every directory under DIR that holds `.hydra/` is a job. A job with summary.json is
+complete; one whose run.log says it failed is listed as failed; any other is listed
+as incomplete (still running, or killed). Nothing is silently dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import statistics
+import sys
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+FIGURES = ["target_mse", "target_psnr", "target_acc", "pretrain_s", "transfer_s", "total_s"]
+# Overrides that are columns of the table (or vary within a group) rather than a variant.
+COLUMNS = {"seed", "strategy", "data.target.labels_per_class", "data.target.n_train", "data", "data/source",
+           "data/target", "trainer.transfer.steps", "trainer.pretrain.cls_weight"}
+
+
+@dataclass
+class Job:
+    path: Path
+    overrides: list[str]
+    summary: dict | None = None
+    problem: str | None = None  # why it is not in the table
+
+
+@dataclass
+class Group:
+    key: tuple
+    jobs: list[Job] = field(default_factory=list)
+
+    def values(self, name: str) -> list[float]:
+        return [j.summary[name] for j in self.jobs if j.summary.get(name) is not None]
+
+    def mean(self, name: str) -> float:
+        v = self.values(name)
+        return statistics.fmean(v) if v else math.nan
+
+    def std(self, name: str) -> float:
+        v = self.values(name)
+        return statistics.stdev(v) if len(v) > 1 else 0.0
+
+
+def find_jobs(dirs: list[Path]) -> list[Job]:
+    jobs = []
+    for root in dirs:
+        for hydra_dir in sorted(root.rglob(".hydra")):
+            path = hydra_dir.parent
+            overrides_file = hydra_dir / "overrides.yaml"
+            overrides = (yaml.safe_load(overrides_file.read_text()) or []) if overrides_file.is_file() else []
+            job = Job(path, [str(o) for o in overrides])
+            summary = path / "summary.json"
+            if summary.is_file():
+                job.summary = json.loads(summary.read_text())
+            else:
+                job.problem = _failure(path / "run.log") or "incomplete: no summary.json (still running or killed)"
+            jobs.append(job)
+    return jobs
+
+
+def _failure(log: Path) -> str | None:
+    if not log.is_file():
+        return None
+    errors = [line for line in log.read_text().splitlines() if "[ERROR]" in line]
+    return "failed: " + errors[-1].split("] ", 2)[-1] if errors else None
+
+
+def variant(job: Job) -> str:
+    """The job's overrides that are not table columns: what else sets this group apart."""
+    kept = [o for o in job.overrides if o.split("=")[0].lstrip("+~") not in COLUMNS and not o.startswith("hydra")]
+    return " ".join(sorted(kept))
+
+
+def group_jobs(jobs: list[Job]) -> list[Group]:
+    groups: dict[tuple, Group] = {}
+    for job in jobs:
+        if job.summary is None:
+            continue
+        s = job.summary
+        key = (s["source"], s["target"], s["n_target_train"], s["labels_per_class"], bool(s.get("source_labels")),
+               s["strategy"], s.get("transfer_steps"), variant(job))
+        groups.setdefault(key, Group(key)).jobs.append(job)
+    return [groups[k] for k in sorted(groups, key=lambda k: tuple(str(x) for x in k))]
+
+
+def scratch_for(group: Group, groups: list[Group]) -> Group | None:
+    """The scratch baseline at the same pair, budget and target steps (plain variant first)."""
+    src, tgt, n, lpc, _, _, steps, _ = group.key
+    same = [g for g in groups if g.key[5] == "scratch" and g.key[:4] == (src, tgt, n, lpc) and g.key[6] == steps]
+    return min(same, key=lambda g: g.key[7] != "", default=None)
+
+
+def val_curve(group: Group) -> dict[int, float]:
+    """Mean validation MSE over the group's jobs at each logged target step."""
+    points: dict[int, list[float]] = defaultdict(list)
+    for job in group.jobs:
+        metrics = job.path / "metrics.jsonl"
+        if not metrics.is_file():
+            continue
+        for line in metrics.read_text().splitlines():
+            rec = json.loads(line)
+            if rec["phase"].startswith("transfer") and rec.get("val_mse") is not None:
+                points[rec["step"]].append(rec["val_mse"])
+    return {step: statistics.fmean(v) for step, v in sorted(points.items())}
+
+
+def steps_to_match(group: Group, groups: list[Group]) -> str:
+    """Target steps the longest scratch run at this pair and image budget needs to reach
+    the group's final validation MSE ('>N' when it never does within its N steps)."""
+    src, tgt, n = group.key[:3]
+    scratch = [g for g in groups if g.key[5] == "scratch" and g.key[:3] == (src, tgt, n)]
+    if not scratch or group.key[5] == "scratch":
+        return ""
+    longest = max(scratch, key=lambda g: g.key[6] or 0)
+    curve = val_curve(longest)
+    goal = group.mean("target_val_mse")
+    if not curve or math.isnan(goal):
+        return ""
+    reached = [step for step, mse in curve.items() if mse <= goal]
+    return str(reached[0]) if reached else f">{max(curve)}"
+
+
+def rows(groups: list[Group]) -> list[dict]:
+    table = []
+    for g in groups:
+        src, tgt, n, lpc, labels, strategy, steps, var = g.key
+        row = {"source": src, "target": tgt, "n_target_train": n, "labels_per_class": lpc,
+               "source_labels": labels, "strategy": strategy, "variant": var, "transfer_steps": steps,
+               "seeds": len(g.jobs)}
+        for name in FIGURES:
+            row[f"{name}_mean"], row[f"{name}_std"] = g.mean(name), g.std(name)
+        base = scratch_for(g, groups)
+        if base is not None and strategy != "scratch":
+            row["mse_gain_pct"] = 100 * (base.mean("target_mse") - g.mean("target_mse")) / base.mean("target_mse")
+            row["acc_gain_pts"] = 100 * (g.mean("target_acc") - base.mean("target_acc"))
+        row["scratch_steps_to_match"] = steps_to_match(g, groups)
+        table.append(row)
+    return table
+
+
+def markdown(table: list[dict], jobs: list[Job]) -> str:
+    head = ["pair", "target imgs", "labels/class", "source labels", "strategy", "steps", "seeds",
+            "target_mse", "target_psnr", "target_acc (%)", "MSE gain vs scratch", "acc gain (pts)",
+            "scratch steps to match", "pretrain_s", "transfer_s"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in table:
+        name = r["strategy"] + (f" ({r['variant']})" if r["variant"] else "")
+        cells = [f"{r['source']} → {r['target']}", r["n_target_train"], r["labels_per_class"],
+                 "yes" if r["source_labels"] else "no", name, r["transfer_steps"], r["seeds"],
+                 _pm(r, "target_mse", ".5f"), _pm(r, "target_psnr", ".2f"), _pm(r, "target_acc", ".1f", 100),
+                 _signed(r.get("mse_gain_pct"), "%"), _signed(r.get("acc_gain_pts"), ""),
+                 r["scratch_steps_to_match"], _pm(r, "pretrain_s", ".1f"), _pm(r, "transfer_s", ".1f")]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    left_out = [j for j in jobs if j.summary is None]
+    if left_out:
+        lines += ["", "Runs not in the table:", ""]
+        lines += [f"- `{j.path}` ({' '.join(j.overrides) or 'no overrides'}): {j.problem}" for j in left_out]
+    return "\n".join(lines) + "\n"
+
+
+def _pm(row: dict, name: str, fmt: str, scale: float = 1) -> str:
+    mean, std = row[f"{name}_mean"], row[f"{name}_std"]
+    if math.isnan(mean):
+        return "n/a"
+    return f"{mean * scale:{fmt}} ± {std * scale:{fmt}}"
+
+
+def _signed(value: float | None, unit: str) -> str:
+    return "" if value is None or math.isnan(value) else f"{value:+.1f}{unit}"
+
+
+def write_csv(table: list[dict], path: Path) -> None:
+    keys = list(dict.fromkeys(k for r in table for k in r))
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="aetl report", description=__doc__.splitlines()[0])
+    parser.add_argument("dirs", nargs="+", type=Path, help="run dirs and multirun sweep dirs")
+    parser.add_argument("--out", type=Path, help="where report.md, report.csv and the plots go (default: the first DIR)")
+    args = parser.parse_args(argv)
+    missing = [d for d in args.dirs if not d.is_dir()]
+    if missing:
+        print(f"aetl report: error: {missing[0]} is not a directory; pass run or sweep dirs", file=sys.stderr)
+        return 2
+    jobs = find_jobs(args.dirs)
+    if not jobs:
+        print(f"aetl report: error: no runs under {', '.join(map(str, args.dirs))} (looked for .hydra/ folders)",
+              file=sys.stderr)
+        return 2
+    out = args.out or args.dirs[0]
+    out.mkdir(parents=True, exist_ok=True)
+    groups = group_jobs(jobs)
+    table = rows(groups)
+    text = markdown(table, jobs)
+    (out / "report.md").write_text(text)
+    write_csv(table, out / "report.csv")
+    from aetl.plots import plot_all
+
+    plot_all(table, groups, out)
+    print(text, end="")
+    return 0

@@ -1,0 +1,87 @@
+"""aetl report on a hand-made sweep: means, stds, gains, steps-to-match, left-out runs."""
+
+import csv
+import json
+import math
+
+import pytest
+import yaml
+
+from aetl.report import main
+
+CURVES = {0: [0.020, 0.010, 0.009, 0.006, 0.005, 0.004], 1: [0.022, 0.012, 0.007, 0.006, 0.005, 0.004]}
+
+
+def make_job(root, name, overrides, summary=None, curve=None, log=""):
+    job = root / name
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    (job / "run.log").write_text(log)
+    if curve:
+        lines = [{"phase": "transfer", "epoch": 0, "step": 50 * (i + 1), "time_s": 1.0, "val_mse": v}
+                 for i, v in enumerate(curve)]
+        (job / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    if summary:
+        base = {"source": "mnist", "target": "digits", "n_target_train": 100, "labels_per_class": 10,
+                "source_labels": False, "transfer_steps": 300, "pretrain_s": 10.0, "transfer_s": 2.0,
+                "total_s": 15.0, "target_psnr": 25.0}
+        (job / "summary.json").write_text(json.dumps({**base, **summary}))
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    root = tmp_path / "sweep"
+    for seed, (mse, acc, val) in enumerate([(0.004, 0.80, 0.004), (0.006, 0.90, 0.004)]):
+        make_job(root, f"s{seed}", ["strategy=scratch", f"seed={seed}"],
+                 {"strategy": "scratch", "seed": seed, "target_mse": mse, "target_acc": acc, "target_val_mse": val,
+                  "pretrain_s": 0.0}, CURVES[seed])
+    for seed, (mse, acc, val) in enumerate([(0.002, 0.90, 0.007), (0.003, 0.92, 0.008)]):
+        make_job(root, f"f{seed}", ["strategy=finetune", f"seed={seed}"],
+                 {"strategy": "finetune", "seed": seed, "target_mse": mse, "target_acc": acc, "target_val_mse": val})
+    make_job(root, "c0", ["strategy=concat", "seed=0"],
+             {"strategy": "concat", "seed": 0, "target_mse": 0.001, "target_acc": 0.5, "target_val_mse": 0.001})
+    make_job(root, "bad", ["strategy=finetune", "data.target.labels_per_class=50"],
+             log="[12:00:00][INFO] loading\n[12:00:01][ERROR] job failed: labels_per_class=50 is too many\n")
+    make_job(root, "cut", ["strategy=mixed"], log="[12:00:00][INFO] pretraining\n")
+    return root
+
+
+def test_table_figures_by_hand(sweep, capsys):
+    assert main([str(sweep)]) == 0
+    printed = capsys.readouterr().out
+    assert printed == (sweep / "report.md").read_text()
+    rows = {r["strategy"]: r for r in csv.DictReader(open(sweep / "report.csv"))}
+    scratch, finetune, concat = rows["scratch"], rows["finetune"], rows["concat"]
+    assert float(scratch["target_mse_mean"]) == pytest.approx(0.005)
+    assert float(scratch["target_mse_std"]) == pytest.approx(math.sqrt(2 * 0.001 ** 2))
+    assert float(finetune["target_acc_mean"]) == pytest.approx(0.91)
+    assert float(finetune["mse_gain_pct"]) == pytest.approx(50.0)
+    assert float(finetune["acc_gain_pts"]) == pytest.approx(6.0)
+    assert float(concat["acc_gain_pts"]) == pytest.approx(-35.0)  # worse than scratch: shown, not hidden
+    assert scratch["mse_gain_pct"] == "" and scratch["seeds"] == "2" and concat["seeds"] == "1"
+    # scratch's mean validation curve first reaches finetune's 0.0075 at step 200, never concat's 0.001
+    assert finetune["scratch_steps_to_match"] == "200" and concat["scratch_steps_to_match"] == ">300"
+    assert "| mnist → digits | 100 | 10 | no | finetune | 300 | 2 | 0.00250 ± 0.00071 |" in printed
+    assert "+50.0% | +6.0 | 200 |" in printed
+
+
+def test_failed_and_incomplete_runs_are_listed(sweep, capsys):
+    main([str(sweep)])
+    printed = capsys.readouterr().out
+    assert "Runs not in the table:" in printed
+    assert "bad` (strategy=finetune data.target.labels_per_class=50): failed: job failed: labels_per_class=50" in printed
+    assert "cut` (strategy=mixed): incomplete" in printed
+
+
+def test_plots_are_written(sweep, tmp_path):
+    out = tmp_path / "out"
+    assert main([str(sweep), "--out", str(out)]) == 0
+    for name in ("acc_vs_labels.png", "mse_vs_labels.png", "val_mse_vs_steps.png", "report.md", "report.csv"):
+        assert (out / name).stat().st_size > 1000 or name.endswith((".md", ".csv")), name
+
+
+def test_bad_dirs(tmp_path, capsys):
+    assert main([str(tmp_path / "nope")]) == 2
+    assert "is not a directory" in capsys.readouterr().err
+    assert main([str(tmp_path)]) == 2
+    assert "no runs under" in capsys.readouterr().err
