@@ -94,5 +94,5 @@ def test_source_labels_give_a_classifier_for_zero_target_labels(make_cfg, tmp_pa
     assert summary["target_acc"] == summary["target_acc_source_head"] and summary["target_acc"] > 0.5
     text = (tmp_path / "metrics.jsonl").read_text()
     assert '"cls"' in text and '"align"' in text
-    no_labels = train(make_cfg("data.target.labels_per_class=0"), tmp_path / "plain")
+    no_labels = train(make_cfg("data.target.labels_per_class=0", "trainer.pretrain.cls_weight=0"), tmp_path / "plain")
     assert no_labels["target_acc"] is None and no_labels["source_labels"] is False
