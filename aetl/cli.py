@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import sys
 
 COMMANDS = {
     "train": "pretrain on S (or load pretrained=...), transfer to T with a strategy, evaluate, write the run dir",
-    "stylize": "style transfer with a trained run's autoencoder (not yet available)",
-    "augment": "latent-space data augmentation with a trained run's autoencoder (not yet available)",
+    "stylize": "style transfer with a trained run's autoencoder: run=<run dir> [content=<img>] [style=<img>]",
+    "augment": "latent-space data augmentation with a trained run's autoencoder: run=<run dir> [app.mode=...]",
     "report": "aggregate run dirs and sweeps into a mean ± std table (Markdown, CSV) and plots",
 }
 
@@ -43,12 +44,9 @@ def main(argv: list[str] | None = None) -> None:
         from aetl.report import main as report_main
 
         sys.exit(report_main(rest))
-    if command != "train":
-        sys.exit(f"aetl: '{command}' is not yet available in this version; see aetl --help")
-    from aetl.train import main as train_main
-
+    module = importlib.import_module(f"aetl.{command}")
     sys.argv = [f"aetl {command}", *map(expand_home, rest)]
-    train_main()
+    module.main()
 
 
 def expand_home(arg: str) -> str:

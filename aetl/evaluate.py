@@ -31,7 +31,7 @@ def reconstruction_metrics(model: AutoEncoder, x: torch.Tensor) -> dict[str, flo
 def encode_all(model: AutoEncoder, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
     was_training = model.training
     model.eval()
-    z = torch.cat([model.encode(xb) for xb in x.split(batch_size)])
+    z = torch.cat([model.encode(xb).flatten(1) for xb in x.split(batch_size)])
     model.train(was_training)
     return z
 

@@ -90,7 +90,7 @@ class AlignLoss:
             raise AetlError(f"unknown trainer.align.kind {self.kind!r}; choose none, {', '.join(ALIGNMENTS)}")
 
     def __call__(self, step: Step) -> dict[str, torch.Tensor]:
-        zt, zs = scale_free(step.out.z, step.zs)
+        zt, zs = scale_free(step.out.z.flatten(1), step.zs.flatten(1))
         return {"align": self.weight * ALIGNMENTS[self.kind](zt, zs)}
 
 

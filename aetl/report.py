@@ -19,9 +19,9 @@ from pathlib import Path
 
 import yaml
 
-FIGURES = ["target_mse", "target_psnr", "target_acc", "pretrain_s", "transfer_s", "total_s"]
+FIGURES = ["target_mse", "target_psnr", "target_acc", "target_acc_augmented", "pretrain_s", "transfer_s", "total_s"]
 # Overrides that are columns of the table (or vary within a group) rather than a variant.
-COLUMNS = {"seed", "strategy", "data.target.labels_per_class", "data.target.n_train", "data", "data/source",
+COLUMNS = {"run", "seed", "strategy", "data.target.labels_per_class", "data.target.n_train", "data", "data/source",
            "data/target", "trainer.transfer.steps", "trainer.pretrain.cls_weight"}
 
 
@@ -77,6 +77,8 @@ def _failure(log: Path) -> str | None:
 def variant(job: Job) -> str:
     """The job's overrides that are not table columns: what else sets this group apart."""
     kept = [o for o in job.overrides if o.split("=")[0].lstrip("+~") not in COLUMNS and not o.startswith("hydra")]
+    if job.summary and job.summary.get("augment_mode"):  # an aetl augment run: its mode is a variant
+        kept = [f"augment={job.summary['augment_mode']}", *(o for o in kept if not o.startswith("app.mode="))]
     return " ".join(sorted(kept))
 
 
@@ -148,16 +150,17 @@ def rows(groups: list[Group]) -> list[dict]:
 
 
 def markdown(table: list[dict], jobs: list[Job]) -> str:
+    augmented = any(not math.isnan(r["target_acc_augmented_mean"]) for r in table)
     head = ["pair", "target imgs", "labels/class", "source labels", "strategy", "steps", "seeds",
-            "target_mse", "target_psnr", "target_acc (%)", "MSE gain vs scratch", "acc gain (pts)",
-            "scratch steps to match", "pretrain_s", "transfer_s"]
+            "target_mse", "target_psnr", "target_acc (%)", *(["acc with augmentation (%)"] if augmented else []),
+            "MSE gain vs scratch", "acc gain (pts)", "scratch steps to match", "pretrain_s", "transfer_s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in table:
         name = r["strategy"] + (f" ({r['variant']})" if r["variant"] else "")
         cells = [f"{r['source']} → {r['target']}", r["n_target_train"], r["labels_per_class"],
                  "yes" if r["source_labels"] else "no", name, r["transfer_steps"], r["seeds"],
                  _pm(r, "target_mse", ".5f"), _pm(r, "target_psnr", ".2f"), _pm(r, "target_acc", ".1f", 100),
-                 _signed(r.get("mse_gain_pct"), "%"), _signed(r.get("acc_gain_pts"), ""),
+                 *([_pm(r, "target_acc_augmented", ".1f", 100)] if augmented else []), _signed(r.get("mse_gain_pct"), "%"), _signed(r.get("acc_gain_pts"), ""),
                  r["scratch_steps_to_match"], _pm(r, "pretrain_s", ".1f"), _pm(r, "transfer_s", ".1f")]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     left_out = [j for j in jobs if j.summary is None]

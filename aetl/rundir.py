@@ -28,10 +28,9 @@ class Run:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
-        self.checkpoints = self.root / "checkpoints"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.checkpoints = self.root / "checkpoints"  # made by atomic_write when first used
         self.images = self.root / "images"
-        for folder in (self.root, self.checkpoints, self.images):
-            folder.mkdir(parents=True, exist_ok=True)
         self.metrics_path = self.root / "metrics.jsonl"
         self.started = time.perf_counter()
 
@@ -46,16 +45,26 @@ class Run:
         atomic_write(path, lambda f: torch.save(state, f))
         return path
 
+    def save_bytes(self, name: str, data: bytes) -> Path:
+        path = self.root / name
+        atomic_write(path, lambda f: f.write(data))
+        return path
+
     def write_summary(self, summary: dict) -> None:
         text = json.dumps(_jsonable(summary), indent=2) + "\n"
         atomic_write(self.root / "summary.json", lambda f: f.write(text.encode()))
 
     def save_recon_grid(self, name: str, inputs: torch.Tensor, recons: torch.Tensor) -> None:
-        """A PNG with the inputs on the top row and their reconstructions below."""
+        """A PNG with the inputs on the top row and their reconstructions below, drawn 2x."""
         rows = [torch.cat(list(t.detach().float().cpu()), dim=-1) for t in (inputs, recons)]
-        grid = torch.cat(rows, dim=-2).clamp(0, 1).mul(255).round().byte().numpy()
-        img = Image.fromarray(grid[0] if grid.shape[0] == 1 else np.moveaxis(grid, 0, -1))
-        img = img.resize((img.width * 2, img.height * 2), Image.Resampling.NEAREST)
+        self.save_image(name, torch.cat(rows, dim=-2), zoom=2)
+
+    def save_image(self, name: str, image: torch.Tensor, zoom: int = 1) -> None:
+        """One (C, H, W) image in [0, 1] as a PNG under images/."""
+        array = image.detach().float().cpu().clamp(0, 1).mul(255).round().byte().numpy()
+        img = Image.fromarray(array[0] if array.shape[0] == 1 else np.moveaxis(array, 0, -1))
+        if zoom != 1:
+            img = img.resize((img.width * zoom, img.height * zoom), Image.Resampling.NEAREST)
         atomic_write(self.images / name, lambda f: img.save(f, format="PNG"))
 
 

@@ -71,6 +71,8 @@ def train(cfg: DictConfig, out_dir: Path) -> dict:
         "source_labels": bool(source and source.labels), "align": cfg.trainer.align.kind,
         "transfer_steps": done,
     }
+    if cfg.app.get("_target_"):
+        summary.update(instantiate(cfg.app)(model, run, pair=pair))
     run.write_summary(summary)
     log.info("target_mse %.5f  target_psnr %.2f dB  target_acc %s  (%s -> %s, %s)", summary["target_mse"],
              summary["target_psnr"], "n/a" if summary["target_acc"] is None else f"{summary['target_acc']:.3f}",

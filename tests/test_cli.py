@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import TINY, TINY_MODEL
@@ -85,3 +86,34 @@ def test_home_in_a_path_override_is_expanded(tmp_path):
     out = aetl("train", *TINY, *TINY_MODEL, "data/target=folder", "data.target.root=~/my_images", cwd=tmp_path, env=env)
     assert out.returncode == 2
     assert f"image folder {tmp_path}/my_images does not exist" in out.stderr
+
+
+def test_applications_end_to_end(tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (21, 17), (200, 120, 40)).save(tmp_path / "content.png")
+    Image.fromarray((np.random.default_rng(0).random((24, 24, 3)) * 255).astype(np.uint8)).save(tmp_path / "style.png")
+    fconv = ["model=fconv", "model.channels=[4,8]", "model.latent_channels=4"]
+    images = ["app.content=content.png", "app.style=style.png", "app.size=null"]
+    out = aetl("train", *TINY, *fconv, "app=style_transfer", *images, "hydra.run.dir=run", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["style_method"] == "adain" and len(summary["style_results"]) == 3
+    assert (tmp_path / "run" / "images" / "style_grid_adain.png").is_file()
+
+    out = aetl("stylize", "run=run", "content=content.png", "style=style.png", "app.size=null", "app.method=wct",
+               "app.alphas=[1.0]", "app.refine_steps=3", "hydra.run.dir=sty", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    with Image.open(tmp_path / "sty" / "images" / "stylized_wct_alpha1.png") as img:
+        assert img.size == (21, 17)
+    (record,) = json.loads((tmp_path / "sty" / "summary.json").read_text())["style_results"]
+    assert {"content_loss_before", "style_loss_before", "style_loss_after", "seconds", "refine_seconds"} <= set(record)
+
+    out = aetl("augment", "run=run", "app.mode=noise", "app.amount=2", "hydra.run.dir=aug", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    summary = json.loads((tmp_path / "aug" / "summary.json").read_text())
+    assert summary["n_augmented"] == 40 and summary["target_acc_augmented"] is not None
+    assert (tmp_path / "aug" / "augmented.npz").is_file()
+
+    bad = aetl("augment", f"run={tmp_path / 'sty'}", cwd=tmp_path)
+    assert bad.returncode == 2 and "is not a finished aetl train run" in bad.stderr and "Traceback" not in bad.stderr

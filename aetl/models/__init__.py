@@ -26,6 +26,7 @@ class AutoEncoder(nn.Module):
     encoder: nn.Module
     decoder: nn.Module
     spatial = False  # True: the encoder sees (C, H, W) maps; False: a flat vector
+    flat_code = True  # False: encode returns feature maps (N, C, h, w), read flattened by probes
 
     def __init__(self, in_shape: tuple[int, int, int], latent_dim: int) -> None:
         super().__init__()

@@ -70,6 +70,9 @@ class Concat(Strategy):
         self.inner = inner
 
     def build(self, ctx: Context) -> AutoEncoder:
+        if not ctx.source.flat_code:
+            raise AetlError(f"strategy=concat needs a source model with a flat code (model=conv or mlp), "
+                            f"not {type(ctx.source).__name__}")
         source = copy.deepcopy(ctx.source).eval().requires_grad_(False)
         own = ctx.new_model(self.target_model)
         extra = source.latent_dim

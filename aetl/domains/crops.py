@@ -1,0 +1,68 @@
+"""Random square crops of whole images: the `photos` and `textures` domains.
+
+`images` names bundled images (`skimage:astronaut`, `sklearn:china.jpg`) or image
+files; each crop's label is the index of the image it came from. The crops are
+drawn with `seed`: a seed always gives the same crops. Licences of the bundled
+images: docs/images.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+from aetl.domains import Domain
+from aetl.errors import AetlError
+
+
+def read_image(name: str) -> np.ndarray:
+    """A bundled image (`skimage:NAME`, `sklearn:FILE`) or an image file -> float32 (H, W, 3) in [0, 1]."""
+    kind, _, item = name.partition(":")
+    try:
+        if kind == "skimage" and item:
+            import skimage.data
+
+            array = getattr(skimage.data, item)()
+        elif kind == "sklearn" and item:
+            from sklearn.datasets import load_sample_image
+
+            array = load_sample_image(item)
+        else:
+            with Image.open(Path(name).expanduser()) as img:
+                array = np.asarray(img.convert("RGB"))
+    except (AttributeError, OSError, ValueError) as err:
+        raise AetlError(f"cannot read image {name!r} ({err}); give skimage:NAME, sklearn:FILE or an image path") from None
+    array = array.astype(np.float32) / 255.0
+    if array.ndim == 2:
+        array = np.repeat(array[..., None], 3, axis=2)
+    return array[..., :3]
+
+
+def load(images: Sequence[str], n: int = 1000, size: int = 32, scale: float = 1.0, seed: int = 0,
+         name: str = "crops") -> Domain:
+    """n crops of size x size pixels, spread evenly over the images; `scale` < 1 shrinks
+    each image first, so a crop covers more of the scene."""
+    rng = np.random.default_rng(seed)
+    sources = []
+    for image in images:
+        img = read_image(image)
+        if scale != 1.0:
+            pil = Image.fromarray((img * 255).astype(np.uint8))
+            img = np.asarray(pil.resize((round(pil.width * scale), round(pil.height * scale)),
+                                        Image.Resampling.LANCZOS), dtype=np.float32) / 255.0
+        if min(img.shape[:2]) < size:
+            raise AetlError(f"image {image} is {img.shape[1]}x{img.shape[0]}, smaller than the {size}-pixel crops")
+        sources.append(img)
+    labels = np.arange(n) % len(sources)
+    crops = np.empty((n, 3, size, size), dtype=np.float32)
+    for k, img in enumerate(sources):
+        idx = np.flatnonzero(labels == k)
+        ys = rng.integers(img.shape[0] - size + 1, size=len(idx))
+        xs = rng.integers(img.shape[1] - size + 1, size=len(idx))
+        windows = np.lib.stride_tricks.sliding_window_view(img, (size, size), axis=(0, 1))  # (Y, X, 3, s, s)
+        crops[idx] = windows[ys, xs]
+    classes = [Path(image.partition(":")[2] or image).stem for image in images]
+    return Domain(name, crops, labels.astype(np.int64), classes)

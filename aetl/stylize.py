@@ -1,0 +1,32 @@
+"""`aetl stylize run=<run dir>`: style transfer with a finished run's autoencoder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from aetl.apps import load_run
+from aetl.errors import reports_errors
+from aetl.rundir import Run, register_resolvers
+from aetl.train import pick_device
+
+register_resolvers()
+
+
+@hydra.main(version_base="1.3", config_path="pkg://aetl.configs", config_name="stylize")
+@reports_errors
+def main(cfg: DictConfig) -> dict:
+    return stylize(cfg, Path(HydraConfig.get().runtime.output_dir))
+
+
+def stylize(cfg: DictConfig, out_dir: Path) -> dict:
+    run = Run(out_dir)
+    model, _ = load_run(cfg.run, pick_device(cfg.device))
+    app = instantiate(cfg.app, content=cfg.content, style=cfg.style)
+    summary = {"run": str(Path(str(cfg.run)).expanduser()), **app(model, run)}
+    run.write_summary(summary)
+    return summary
