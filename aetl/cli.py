@@ -45,8 +45,23 @@ def main(argv: list[str] | None = None) -> None:
 
         sys.exit(report_main(rest))
     module = importlib.import_module(f"aetl.{command}")
-    sys.argv = [f"aetl {command}", *map(expand_home, rest)]
+    sys.argv = [f"aetl {command}", *map(expand_home, rest), *quiet_rank_overrides()]
     module.main()
+
+
+def quiet_rank_overrides() -> list[str]:
+    """Under torchrun only rank 0 makes and writes the run dir; the other ranks get a
+    throwaway Hydra dir and log warnings only."""
+    if int(os.environ.get("RANK", "0")) == 0:
+        return []
+    import atexit
+    import shutil
+    import tempfile
+
+    scratch = tempfile.mkdtemp(prefix="aetl-rank")
+    atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+    return ["hydra.output_subdir=null", f"hydra.run.dir={scratch}",
+            "hydra.job_logging.root.level=WARNING"]
 
 
 def expand_home(arg: str) -> str:

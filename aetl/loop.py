@@ -12,6 +12,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from torch.nn.parallel import DistributedDataParallel
+
+from aetl.distributed import SINGLE, World
 from aetl.errors import AetlError
 from aetl.evaluate import recon_errors
 from aetl.losses import Step
@@ -38,10 +41,12 @@ class Phase:
 
 
 def run_phase(model: AutoEncoder, phase: Phase, train: "Split", val_x: torch.Tensor, run: Run,
-              make_optimizer: Callable, eval_every: int, seed: int, progress: bool = True, first_step: int = 0) -> None:
+              make_optimizer: Callable, eval_every: int, seed: int, progress: bool = True, first_step: int = 0,
+              world: World = SINGLE) -> None:
     """Train `model` for phase.steps steps on the train split, logging validation MSE on val_x.
 
-    Logged steps count on from first_step, so the phases of one transfer share one step axis."""
+    Logged steps count on from first_step, so the phases of one transfer share one step axis.
+    Under torchrun every rank draws the same batches and trains on its slice of each."""
     if phase.steps < 0 or phase.batch_size < 1:
         raise AetlError(f"{phase.name}: steps must be >= 0 and batch_size >= 1, got {phase.steps} and {phase.batch_size}")
     for lr in (g["lr"] for g in phase.groups):
@@ -52,6 +57,9 @@ def run_phase(model: AutoEncoder, phase: Phase, train: "Split", val_x: torch.Ten
         module.requires_grad_(False)
     groups = [{**g, "params": [p for p in g["params"] if p.requires_grad]} for g in phase.groups]
     optimizer = make_optimizer([g for g in groups if g["params"]])
+    objective = Objective(model, phase.losses)
+    if world.distributed:  # wrapped per phase: DDP syncs the parameters that train in this phase
+        objective = DistributedDataParallel(objective, find_unused_parameters=True)
     train_x = train.x
     gen = torch.Generator(device=train_x.device).manual_seed(seed)
     n = len(train_x)
@@ -63,12 +71,9 @@ def run_phase(model: AutoEncoder, phase: Phase, train: "Split", val_x: torch.Ten
         epoch, i = divmod(step - 1, per_epoch)
         if i == 0:
             perm = torch.randperm(n, device=train_x.device, generator=gen)
-        idx = perm[i * bs:(i + 1) * bs]
+        idx = world.shard(perm[i * bs:(i + 1) * bs])
         _train_mode(model, phase.frozen)
-        batch = _step(model, train_x[idx], train.y[idx], phase.source, gen)
-        losses = {"recon": F.mse_loss(batch.out.recon, batch.x)}
-        for term in phase.losses:
-            losses.update(term(batch))
+        losses = objective(train_x[idx], train.y[idx], *_source_batch(phase.source, len(idx), gen, world))
         loss = torch.stack(list(losses.values())).sum()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -77,7 +82,7 @@ def run_phase(model: AutoEncoder, phase: Phase, train: "Split", val_x: torch.Ten
             running[key] = running.get(key, 0) + value.detach()
         since_log += 1
         if (first_step + step) % eval_every == 0 or step == phase.steps:
-            means = {k: (v / since_log).item() for k, v in running.items()}
+            means = {k: (v / since_log).item() for k, v in world.mean(running).items()}
             if not all(map(math.isfinite, means.values())):
                 raise AetlError(f"{phase.name}: the loss became {means['train_loss']} by step {step}; "
                                 "lower the learning rate (the last good checkpoint is kept)")
@@ -89,13 +94,30 @@ def run_phase(model: AutoEncoder, phase: Phase, train: "Split", val_x: torch.Ten
                                     "optimizer": optimizer.state_dict()})
 
 
-def _step(model: AutoEncoder, x: torch.Tensor, y: torch.Tensor, source: "Split | None",
-          gen: torch.Generator) -> Step:
-    step = Step(model, x, y, model(x))
-    if source is not None:
-        pick = torch.randint(len(source), (len(x),), device=x.device, generator=gen)
-        step.xs, step.ys = source.x[pick], source.y[pick]
-    return step
+class Objective(nn.Module):
+    """One step's named losses: reconstruction plus the phase's terms. A module, so that
+    DDP sees every parameter any loss uses."""
+
+    def __init__(self, model: AutoEncoder, terms: list[LossTerm]) -> None:
+        super().__init__()
+        self.model = model
+        self.terms = list(terms)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, xs: torch.Tensor | None = None,
+                ys: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        step = Step(self.model, x, y, self.model(x), xs, ys)
+        losses = {"recon": F.mse_loss(step.out.recon, x)}
+        for term in self.terms:
+            losses.update(term(step))
+        return losses
+
+
+def _source_batch(source: "Split | None", n: int, gen: torch.Generator, world: World) -> tuple:
+    """n source images and labels (this rank's share of a draw every rank makes alike), or ()."""
+    if source is None:
+        return ()
+    pick = world.shard(torch.randint(len(source), (n * world.size,), device=source.x.device, generator=gen))
+    return source.x[pick], source.y[pick]
 
 
 def _train_mode(model: nn.Module, frozen: Sequence[nn.Module]) -> None:

@@ -4,6 +4,7 @@ trainer.pretrain.cls_weight > 0, as in DRCN, Ghifary et al. 2016)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 import aetl
 from aetl.cache import SourceCache, cache_key
 from aetl.data import Pair
+from aetl.distributed import SINGLE, World
 from aetl.loop import Phase, run_phase
 from aetl.losses import ClassifyLoss
 from aetl.models import AutoEncoder, build_model
@@ -47,7 +49,7 @@ def source_spec(cfg: DictConfig, pretrain: DictConfig) -> dict:
 
 
 def obtain_source(cfg: DictConfig, pair: Pair, overrides: dict, run: Run, make_optimizer: Callable,
-                  device: torch.device) -> Source:
+                  device: torch.device, world: World = SINGLE) -> Source:
     """Mf for this job; also written to the run dir as checkpoints/source.pt."""
     pretrain = pretrain_settings(cfg, overrides)
     given = load_checkpoint(cfg.pretrained) if cfg.pretrained else None
@@ -67,33 +69,36 @@ def obtain_source(cfg: DictConfig, pair: Pair, overrides: dict, run: Run, make_o
     elif cfg.cache_dir:
         cache, spec = SourceCache(cfg.cache_dir), source_spec(cfg, pretrain)
         key = cache_key(spec)
-        with cache.locked(key):
-            state = cache.load(key)
-            if state is not None:
+        # Rank 0 holds the lock and decides; the other ranks follow (under torchrun).
+        with cache.locked(key) if world.is_main else contextlib.nullcontext():
+            state = cache.load(key) if world.is_main else None
+            if world.broadcast(state is not None):
+                state = state or cache.load(key)
                 load_weights(model, state["model"], str(cache.entry(key)))
                 log.info("source model: cache hit %s", cache.entry(key))
                 source = Source(model, 0.0, "cache", "hit", labels)
             else:
                 log.info("source model: cache miss, pretraining into %s", cache.entry(key))
-                _pretrain(model, pretrain, cfg, pair, run, make_optimizer)
-                cache.store(key, _state(model, cfg, pair, labels), spec)
+                _pretrain(model, pretrain, cfg, pair, run, make_optimizer, world)
+                if world.is_main:
+                    cache.store(key, _state(model, cfg, pair, labels), spec)
                 source = Source(model, time.perf_counter() - started, "pretrained", "miss", labels)
     else:
-        _pretrain(model, pretrain, cfg, pair, run, make_optimizer)
+        _pretrain(model, pretrain, cfg, pair, run, make_optimizer, world)
         source = Source(model, time.perf_counter() - started, "pretrained", "off", labels)
     run.save_checkpoint("source.pt", _state(model, cfg, pair, labels))
     return source
 
 
 def _pretrain(model: AutoEncoder, p: DictConfig, cfg: DictConfig, pair: Pair, run: Run,
-              make_optimizer: Callable) -> None:
+              make_optimizer: Callable, world: World) -> None:
     losses = [ClassifyLoss(p.cls_weight)] if p.cls_weight > 0 else []
     phase = Phase("pretrain", p.steps, p.batch_size, [{"params": list(model.parameters()), "lr": p.lr}],
                   losses=losses)
     log.info("pretraining %s on %d %s images for %d steps%s", type(model).__name__, len(pair.source_train),
              pair.source_name, p.steps, " with source labels" if losses else "")
     run_phase(model, phase, pair.source_train, pair.source_val.x, run, make_optimizer,
-              cfg.trainer.eval_every, cfg.seed, cfg.trainer.progress)
+              cfg.trainer.eval_every, cfg.seed, cfg.trainer.progress, world=world)
 
 
 def _state(model: AutoEncoder, cfg: DictConfig, pair: Pair, labels: bool) -> dict:

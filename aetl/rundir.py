@@ -26,15 +26,20 @@ from aetl.errors import AetlError
 class Run:
     """The output directory of one job."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, enabled: bool = True) -> None:
+        """enabled=False: a run that writes nothing (the ranks other than 0 under torchrun)."""
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.enabled = enabled
+        if enabled:
+            self.root.mkdir(parents=True, exist_ok=True)
         self.checkpoints = self.root / "checkpoints"  # made by atomic_write when first used
         self.images = self.root / "images"
         self.metrics_path = self.root / "metrics.jsonl"
         self.started = time.perf_counter()
 
     def log_metrics(self, phase: str, epoch: int | None = None, step: int | None = None, **metrics: Any) -> None:
+        if not self.enabled:
+            return
         record = {"phase": phase, "epoch": epoch, "step": step,
                   "time_s": round(time.perf_counter() - self.started, 3), **metrics}
         with open(self.metrics_path, "a") as f:
@@ -42,15 +47,19 @@ class Run:
 
     def save_checkpoint(self, name: str, state: dict) -> Path:
         path = self.checkpoints / name
-        atomic_write(path, lambda f: torch.save(state, f))
+        if self.enabled:
+            atomic_write(path, lambda f: torch.save(state, f))
         return path
 
     def save_bytes(self, name: str, data: bytes) -> Path:
         path = self.root / name
-        atomic_write(path, lambda f: f.write(data))
+        if self.enabled:
+            atomic_write(path, lambda f: f.write(data))
         return path
 
     def write_summary(self, summary: dict) -> None:
+        if not self.enabled:
+            return
         text = json.dumps(_jsonable(summary), indent=2) + "\n"
         atomic_write(self.root / "summary.json", lambda f: f.write(text.encode()))
 
@@ -61,6 +70,8 @@ class Run:
 
     def save_image(self, name: str, image: torch.Tensor, zoom: int = 1) -> None:
         """One (C, H, W) image in [0, 1] as a PNG under images/."""
+        if not self.enabled:
+            return
         array = image.detach().float().cpu().clamp(0, 1).mul(255).round().byte().numpy()
         img = Image.fromarray(array[0] if array.shape[0] == 1 else np.moveaxis(array, 0, -1))
         if zoom != 1:

@@ -13,6 +13,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from aetl.data import Pair, load_pair
+from aetl.distributed import World, join, leave
 from aetl.errors import AetlError, reports_errors
 from aetl.evaluate import accuracy, fit_probe, head_predictions, reconstruction_metrics
 from aetl.loop import Phase, run_phase
@@ -34,14 +35,22 @@ def main(cfg: DictConfig) -> dict:
 
 def train(cfg: DictConfig, out_dir: Path) -> dict:
     """Run the whole pipeline into out_dir and return the summary (what sweepers optimise)."""
-    run = Run(out_dir)
-    device = pick_device(cfg.trainer.device)
+    world, device = join(cfg.trainer.device)
+    try:
+        return _train(cfg, out_dir, world, device or pick_device(cfg.trainer.device))
+    finally:
+        leave()
+
+
+def _train(cfg: DictConfig, out_dir: Path, world: World, device: torch.device) -> dict:
+    run = Run(out_dir, enabled=world.is_main)
     if cfg.trainer.threads:
         torch.set_num_threads(int(cfg.trainer.threads))
     pair = load_pair(cfg.data, cfg.seed, device)
     strategy = instantiate(cfg.strategy)
     make_optimizer = instantiate(cfg.trainer.optimizer)
-    source = obtain_source(cfg, pair, strategy.pretrain, run, make_optimizer, device) if strategy.uses_source else None
+    source = obtain_source(cfg, pair, strategy.pretrain, run, make_optimizer, device, world) \
+        if strategy.uses_source else None
 
     started = time.perf_counter()
     torch.manual_seed(cfg.seed + 1)  # the same target initialisation whether Mf was trained or cached
@@ -53,8 +62,10 @@ def train(cfg: DictConfig, out_dir: Path) -> dict:
         log.info("%s: phase %s, %d steps on %d %s images", strategy.name, phase.name, phase.steps,
                  len(pair.target_train), pair.target_name)
         run_phase(model, phase, pair.target_train, pair.target_val.x, run, make_optimizer,
-                  cfg.trainer.eval_every, cfg.seed + 1 + i, cfg.trainer.progress, first_step=done)
+                  cfg.trainer.eval_every, cfg.seed + 1 + i, cfg.trainer.progress, first_step=done, world=world)
         done += phase.steps
+    if not world.is_main:
+        return {}  # rank 0 checkpoints, evaluates and writes the run dir
     transfer_s = time.perf_counter() - started
     # Checkpoint first, then evaluate: a failed evaluation still leaves the model to inspect.
     run.save_checkpoint("target.pt", {"model": model.state_dict(), "model_cfg": OmegaConf.to_container(cfg.model),

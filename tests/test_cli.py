@@ -117,3 +117,14 @@ def test_applications_end_to_end(tmp_path):
 
     bad = aetl("augment", f"run={tmp_path / 'sty'}", cwd=tmp_path)
     assert bad.returncode == 2 and "is not a finished aetl train run" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_two_job_sweep_through_the_submitit_local_executor(tmp_path):
+    out = aetl("train", "-m", "hydra/launcher=local", *TINY, *TINY_MODEL, "strategy=scratch,finetune",
+               "hydra.sweep.dir=sweep", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    for i, strategy in enumerate(["scratch", "finetune"]):
+        job = tmp_path / "sweep" / str(i)
+        assert json.loads((job / "summary.json").read_text())["strategy"] == strategy
+        assert (job / ".hydra" / "config.yaml").is_file()
+    assert (tmp_path / "sweep" / ".submitit").is_dir()  # submitit ran the jobs, not the basic launcher
