@@ -67,17 +67,23 @@ def load_pair(cfg: DictConfig, seed: int, device: torch.device) -> Pair:
     y_train = withhold_labels(target.labels, t_train, int(cfg.target.labels_per_class), rng)
 
     def split(x: torch.Tensor, labels: np.ndarray, idx: np.ndarray) -> Split:
-        return Split(x[idx].to(device), torch.as_tensor(labels[idx]).to(device))
+        return Split(on_device(x[idx], device), torch.as_tensor(labels[idx]).to(device))
 
     log.info("source %s: %d train / %d val / %d test; target %s: %d train (%d labelled) / %d val / %d test",
              source.name, len(s_rest), len(s_val), len(s_test), target.name, len(t_train),
              int((y_train >= 0).sum()), len(t_val), len(t_test))
     return Pair(
         split(xs, source.labels, s_rest), split(xs, source.labels, s_val), split(xs, source.labels, s_test),
-        Split(xt[t_train].to(device), torch.as_tensor(y_train).to(device)),
+        Split(on_device(xt[t_train], device), torch.as_tensor(y_train).to(device)),
         split(xt, target.labels, t_val), split(xt, target.labels, t_test),
         target.classes, shape, source.name, target.name, source.classes,
     )
+
+
+def on_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Images on the device once, channels_last on CUDA to match convolutional models there."""
+    x = x.to(device)
+    return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
 
 
 def _load_domain(cfg: DictConfig, shape: tuple[int, int, int]) -> tuple[Domain, torch.Tensor]:

@@ -1,5 +1,5 @@
 """The one training loop. Pretraining and every strategy's transfer run through
-`run_phase`; a strategy changes what a Phase holds, never the loop."""
+`Loop.run`; a strategy changes what a Phase holds, never the loop."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
+from omegaconf import DictConfig
 from torch import nn
-from tqdm.auto import tqdm
-
 from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
 
 from aetl.distributed import SINGLE, World
 from aetl.errors import AetlError
@@ -40,58 +40,89 @@ class Phase:
     source: "Split | None" = None  # when set, every step also draws a batch of these images
 
 
-def run_phase(model: AutoEncoder, phase: Phase, train: "Split", val_x: torch.Tensor, run: Run,
-              make_optimizer: Callable, eval_every: int, seed: int, progress: bool = True, first_step: int = 0,
-              world: World = SINGLE) -> None:
-    """Train `model` for phase.steps steps on the train split, logging validation MSE on val_x.
+@dataclass
+class Loop:
+    """How every phase trains: the optimiser, the logging cadence, the precision,
+    compilation, and the ranks of a torchrun job."""
 
-    Logged steps count on from first_step, so the phases of one transfer share one step axis.
-    Under torchrun every rank draws the same batches and trains on its slice of each."""
-    if phase.steps < 0 or phase.batch_size < 1:
-        raise AetlError(f"{phase.name}: steps must be >= 0 and batch_size >= 1, got {phase.steps} and {phase.batch_size}")
-    for lr in (g["lr"] for g in phase.groups):
-        if not lr > 0:
-            raise AetlError(f"{phase.name}: learning rates must be > 0, got {lr}; fix the trainer config")
-    model.requires_grad_(True)  # an earlier phase may have frozen what this one trains
-    for module in phase.frozen:
-        module.requires_grad_(False)
-    groups = [{**g, "params": [p for p in g["params"] if p.requires_grad]} for g in phase.groups]
-    optimizer = make_optimizer([g for g in groups if g["params"]])
-    objective = Objective(model, phase.losses)
-    if world.distributed:  # wrapped per phase: DDP syncs the parameters that train in this phase
-        objective = DistributedDataParallel(objective, find_unused_parameters=True)
-    train_x = train.x
-    gen = torch.Generator(device=train_x.device).manual_seed(seed)
-    n = len(train_x)
-    bs = min(phase.batch_size, n)
-    per_epoch = n // bs  # the last partial batch is dropped: every step sees the same shape
-    running: dict[str, torch.Tensor] = {}  # summed on device, read only when logging
-    since_log = 0
-    for step in tqdm(range(1, phase.steps + 1), desc=phase.name, disable=None if progress else True, leave=False):
-        epoch, i = divmod(step - 1, per_epoch)
-        if i == 0:
-            perm = torch.randperm(n, device=train_x.device, generator=gen)
-        idx = world.shard(perm[i * bs:(i + 1) * bs])
-        _train_mode(model, phase.frozen)
-        losses = objective(train_x[idx], train.y[idx], *_source_batch(phase.source, len(idx), gen, world))
-        loss = torch.stack(list(losses.values())).sum()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        for key, value in {"train_loss": loss, **losses}.items():
-            running[key] = running.get(key, 0) + value.detach()
-        since_log += 1
-        if (first_step + step) % eval_every == 0 or step == phase.steps:
-            means = {k: (v / since_log).item() for k, v in world.mean(running).items()}
-            if not all(map(math.isfinite, means.values())):
-                raise AetlError(f"{phase.name}: the loss became {means['train_loss']} by step {step}; "
-                                "lower the learning rate (the last good checkpoint is kept)")
-            val_mse = recon_errors(model, val_x).mean().item() if len(val_x) else float("nan")
-            run.log_metrics(phase.name, epoch=epoch, step=first_step + step, **means, val_mse=val_mse)
-            running.clear()
-            since_log = 0
-    run.save_checkpoint("last.pt", {"phase": phase.name, "step": first_step + phase.steps, "model": model.state_dict(),
-                                    "optimizer": optimizer.state_dict()})
+    make_optimizer: Callable = torch.optim.Adam  # param groups -> optimiser
+    eval_every: int = 50     # steps between train-loss and validation-MSE lines
+    progress: bool = False   # tqdm bars (when stderr is a terminal)
+    precision: str = "fp32"  # fp32 | bf16 (autocast)
+    compile: bool = False    # torch.compile the training step
+    world: World = SINGLE
+
+    @classmethod
+    def from_config(cls, trainer: DictConfig, device: torch.device, world: World = SINGLE) -> "Loop":
+        from hydra.utils import instantiate
+
+        precision = trainer.precision
+        if precision == "auto":  # bf16 where the device computes it fast
+            precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+        if precision not in ("fp32", "bf16"):
+            raise AetlError(f"trainer.precision must be auto, fp32 or bf16, got {precision!r}")
+        return cls(instantiate(trainer.optimizer), trainer.eval_every, trainer.progress, precision,
+                   trainer.compile, world)
+
+    def run(self, model: AutoEncoder, phase: Phase, train: "Split", val_x: torch.Tensor, run: Run, seed: int,
+            first_step: int = 0) -> None:
+        """Train model for phase.steps steps on the train split, logging validation MSE on val_x.
+
+        Logged steps count on from first_step, so the phases of one transfer share one step
+        axis. Under torchrun every rank draws the same batches and trains on its slice of each."""
+        if phase.steps < 0 or phase.batch_size < 1:
+            raise AetlError(f"{phase.name}: steps must be >= 0 and batch_size >= 1, got {phase.steps} and "
+                            f"{phase.batch_size}")
+        for lr in (g["lr"] for g in phase.groups):
+            if not lr > 0:
+                raise AetlError(f"{phase.name}: learning rates must be > 0, got {lr}; fix the trainer config")
+        model.requires_grad_(True)  # an earlier phase may have frozen what this one trains
+        for module in phase.frozen:
+            module.requires_grad_(False)
+        groups = [{**g, "params": [p for p in g["params"] if p.requires_grad]} for g in phase.groups]
+        optimizer = self.make_optimizer([g for g in groups if g["params"]])
+        step_fn = self._objective(model, phase)
+        x, y = train.x, train.y
+        gen = torch.Generator(device=x.device).manual_seed(seed)
+        bs = min(phase.batch_size, len(x))
+        per_epoch = len(x) // bs  # the last partial batch is dropped: every step has one shape
+        running: dict[str, torch.Tensor] = {}  # summed on the device, read only when logging
+        since_log = 0
+        bar = tqdm(range(1, phase.steps + 1), desc=phase.name, disable=None if self.progress else True, leave=False)
+        for step in bar:
+            epoch, i = divmod(step - 1, per_epoch)
+            if i == 0:
+                perm = torch.randperm(len(x), device=x.device, generator=gen)
+            idx = self.world.shard(perm[i * bs:(i + 1) * bs])
+            _train_mode(model, phase.frozen)
+            with torch.autocast(x.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
+                losses = step_fn(x[idx], y[idx], *_source_batch(phase.source, len(idx), gen, self.world))
+                loss = torch.stack([v.float() for v in losses.values()]).sum()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            for key, value in {"train_loss": loss, **losses}.items():
+                running[key] = running.get(key, 0) + value.detach().float()
+            since_log += 1
+            if (first_step + step) % self.eval_every == 0 or step == phase.steps:
+                means = {k: (v / since_log).item() for k, v in self.world.mean(running).items()}
+                if not all(map(math.isfinite, means.values())):
+                    raise AetlError(f"{phase.name}: the loss became {means['train_loss']} by step {step}; "
+                                    "lower the learning rate (the last good checkpoint is kept)")
+                val_mse = recon_errors(model, val_x).mean().item() if len(val_x) else float("nan")
+                run.log_metrics(phase.name, epoch=epoch, step=first_step + step, **means, val_mse=val_mse)
+                running.clear()
+                since_log = 0
+        run.save_checkpoint("last.pt", {"phase": phase.name, "step": first_step + phase.steps,
+                                        "model": model.state_dict(), "optimizer": optimizer.state_dict()})
+
+    def _objective(self, model: AutoEncoder, phase: Phase) -> nn.Module:
+        objective: nn.Module = Objective(model, phase.losses)
+        if self.world.distributed:  # wrapped per phase: DDP syncs the parameters this phase trains
+            objective = DistributedDataParallel(objective, find_unused_parameters=True)
+        if self.compile:
+            objective = torch.compile(objective)
+        return objective
 
 
 class Objective(nn.Module):

@@ -8,7 +8,6 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -16,10 +15,9 @@ from omegaconf import DictConfig, OmegaConf
 import aetl
 from aetl.cache import SourceCache, cache_key
 from aetl.data import Pair
-from aetl.distributed import SINGLE, World
-from aetl.loop import Phase, run_phase
+from aetl.loop import Loop, Phase
 from aetl.losses import ClassifyLoss
-from aetl.models import AutoEncoder, build_model
+from aetl.models import AutoEncoder, build_model, place
 from aetl.rundir import Run, load_checkpoint
 from aetl.strategies import load_weights
 
@@ -48,8 +46,8 @@ def source_spec(cfg: DictConfig, pretrain: DictConfig) -> dict:
         "seed": cfg.seed, "aetl": aetl.__version__}), resolve=True)
 
 
-def obtain_source(cfg: DictConfig, pair: Pair, overrides: dict, run: Run, make_optimizer: Callable,
-                  device: torch.device, world: World = SINGLE) -> Source:
+def obtain_source(cfg: DictConfig, pair: Pair, overrides: dict, run: Run, loop: Loop,
+                  device: torch.device) -> Source:
     """Mf for this job; also written to the run dir as checkpoints/source.pt."""
     pretrain = pretrain_settings(cfg, overrides)
     given = load_checkpoint(cfg.pretrained) if cfg.pretrained else None
@@ -60,7 +58,7 @@ def obtain_source(cfg: DictConfig, pair: Pair, overrides: dict, run: Run, make_o
         labels = False
         pretrain.cls_weight = 0.0
     torch.manual_seed(cfg.seed)  # Mf's initialisation does not depend on what ran before
-    model = build_model(cfg.model, pair.shape, len(pair.classes) if labels else 0).to(device)
+    model = place(build_model(cfg.model, pair.shape, len(pair.classes) if labels else 0), device)
     started = time.perf_counter()
     if given:
         load_weights(model, given["model"], str(cfg.pretrained))
@@ -69,7 +67,7 @@ def obtain_source(cfg: DictConfig, pair: Pair, overrides: dict, run: Run, make_o
     elif cfg.cache_dir:
         cache, spec = SourceCache(cfg.cache_dir), source_spec(cfg, pretrain)
         key = cache_key(spec)
-        # Rank 0 holds the lock and decides; the other ranks follow (under torchrun).
+        world = loop.world  # under torchrun rank 0 holds the lock and decides; the others follow
         with cache.locked(key) if world.is_main else contextlib.nullcontext():
             state = cache.load(key) if world.is_main else None
             if world.broadcast(state is not None):
@@ -79,26 +77,24 @@ def obtain_source(cfg: DictConfig, pair: Pair, overrides: dict, run: Run, make_o
                 source = Source(model, 0.0, "cache", "hit", labels)
             else:
                 log.info("source model: cache miss, pretraining into %s", cache.entry(key))
-                _pretrain(model, pretrain, cfg, pair, run, make_optimizer, world)
+                _pretrain(model, pretrain, cfg, pair, run, loop)
                 if world.is_main:
                     cache.store(key, _state(model, cfg, pair, labels), spec)
                 source = Source(model, time.perf_counter() - started, "pretrained", "miss", labels)
     else:
-        _pretrain(model, pretrain, cfg, pair, run, make_optimizer, world)
+        _pretrain(model, pretrain, cfg, pair, run, loop)
         source = Source(model, time.perf_counter() - started, "pretrained", "off", labels)
     run.save_checkpoint("source.pt", _state(model, cfg, pair, labels))
     return source
 
 
-def _pretrain(model: AutoEncoder, p: DictConfig, cfg: DictConfig, pair: Pair, run: Run,
-              make_optimizer: Callable, world: World) -> None:
+def _pretrain(model: AutoEncoder, p: DictConfig, cfg: DictConfig, pair: Pair, run: Run, loop: Loop) -> None:
     losses = [ClassifyLoss(p.cls_weight)] if p.cls_weight > 0 else []
     phase = Phase("pretrain", p.steps, p.batch_size, [{"params": list(model.parameters()), "lr": p.lr}],
                   losses=losses)
     log.info("pretraining %s on %d %s images for %d steps%s", type(model).__name__, len(pair.source_train),
              pair.source_name, p.steps, " with source labels" if losses else "")
-    run_phase(model, phase, pair.source_train, pair.source_val.x, run, make_optimizer,
-              cfg.trainer.eval_every, cfg.seed, cfg.trainer.progress, world=world)
+    loop.run(model, phase, pair.source_train, pair.source_val.x, run, cfg.seed)
 
 
 def _state(model: AutoEncoder, cfg: DictConfig, pair: Pair, labels: bool) -> dict:

@@ -16,7 +16,7 @@ from aetl.data import Pair, load_pair
 from aetl.distributed import World, join, leave
 from aetl.errors import AetlError, reports_errors
 from aetl.evaluate import accuracy, fit_probe, head_predictions, reconstruction_metrics
-from aetl.loop import Phase, run_phase
+from aetl.loop import Loop, Phase
 from aetl.losses import AlignLoss, ClassifyLoss
 from aetl.models import AutoEncoder
 from aetl.pretrain import obtain_source
@@ -48,9 +48,8 @@ def _train(cfg: DictConfig, out_dir: Path, world: World, device: torch.device) -
         torch.set_num_threads(int(cfg.trainer.threads))
     pair = load_pair(cfg.data, cfg.seed, device)
     strategy = instantiate(cfg.strategy)
-    make_optimizer = instantiate(cfg.trainer.optimizer)
-    source = obtain_source(cfg, pair, strategy.pretrain, run, make_optimizer, device, world) \
-        if strategy.uses_source else None
+    loop = Loop.from_config(cfg.trainer, device, world)
+    source = obtain_source(cfg, pair, strategy.pretrain, run, loop, device) if strategy.uses_source else None
 
     started = time.perf_counter()
     torch.manual_seed(cfg.seed + 1)  # the same target initialisation whether Mf was trained or cached
@@ -61,8 +60,7 @@ def _train(cfg: DictConfig, out_dir: Path, world: World, device: torch.device) -
         add_common_losses(phase, model, cfg.trainer, pair)
         log.info("%s: phase %s, %d steps on %d %s images", strategy.name, phase.name, phase.steps,
                  len(pair.target_train), pair.target_name)
-        run_phase(model, phase, pair.target_train, pair.target_val.x, run, make_optimizer,
-                  cfg.trainer.eval_every, cfg.seed + 1 + i, cfg.trainer.progress, first_step=done, world=world)
+        loop.run(model, phase, pair.target_train, pair.target_val.x, run, cfg.seed + 1 + i, first_step=done)
         done += phase.steps
     if not world.is_main:
         return {}  # rank 0 checkpoints, evaluates and writes the run dir

@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 from aetl.data import Split
 from aetl.errors import AetlError
-from aetl.loop import Phase, run_phase
+from aetl.loop import Loop, Phase
 from aetl.models import build_model
 from aetl.rundir import Run
 from aetl.strategies import Context, load_weights
@@ -24,6 +24,9 @@ def adam(groups):
     return torch.optim.Adam(groups)
 
 
+LOOP = Loop(adam, eval_every=5)
+
+
 @pytest.fixture
 def conv_cfg(make_cfg):
     return make_cfg("model=conv", "model.channels=[4,8]", "model.latent_dim=4")
@@ -31,8 +34,8 @@ def conv_cfg(make_cfg):
 
 def source_and_ctx(cfg):
     source = build_model(cfg.model, SHAPE)
-    run_phase(source, Phase("pretrain", 5, 16, [{"params": list(source.parameters()), "lr": 1e-2}]),
-              TRAIN, X[:8], Run(_tmp()), adam, 5, 0, False)  # real BatchNorm statistics
+    LOOP.run(source, Phase("pretrain", 5, 16, [{"params": list(source.parameters()), "lr": 1e-2}]),
+             TRAIN, X[:8], Run(_tmp()), seed=0)  # real BatchNorm statistics
     return source, Context(cfg.model, SHAPE, source, CPU)
 
 
@@ -55,7 +58,7 @@ def _compose_strategy(name):
 
 def train_phases(model, phases, tmp_path):
     for i, phase in enumerate(phases):
-        run_phase(model, phase, TRAIN, X[:8], Run(tmp_path), adam, 100, i, False)
+        Loop(adam, eval_every=100).run(model, phase, TRAIN, X[:8], Run(tmp_path), seed=i)
 
 
 def state(module):
@@ -156,24 +159,24 @@ def test_frozen_parts_stay_bit_identical_in_the_loop(conv_cfg, tmp_path):
     model = build_model(conv_cfg.model, SHAPE)
     before = state(model.encoder)
     phase = Phase("transfer", 5, 8, [{"params": list(model.parameters()), "lr": 1e-2}], frozen=[model.encoder])
-    run_phase(model, phase, TRAIN, X[:4], Run(tmp_path), adam, 5, 0, False)
+    LOOP.run(model, phase, TRAIN, X[:4], Run(tmp_path), seed=0)
     assert_same(model.encoder, before)
     # The next phase trains what this one froze.
-    run_phase(model, Phase("transfer", 2, 8, [{"params": list(model.parameters()), "lr": 1e-2}]),
-              TRAIN, X[:4], Run(tmp_path), adam, 5, 0, False)
+    LOOP.run(model, Phase("transfer", 2, 8, [{"params": list(model.parameters()), "lr": 1e-2}]),
+             TRAIN, X[:4], Run(tmp_path), seed=0)
     assert not torch.equal(model.encoder[0].weight, before["0.weight"])
 
 
 def test_bad_learning_rate_and_divergence(conv_cfg, tmp_path):
     model = build_model(conv_cfg.model, SHAPE)
     with pytest.raises(AetlError, match="learning rates must be > 0"):
-        run_phase(model, Phase("transfer", 2, 4, [{"params": list(model.parameters()), "lr": -1.0}]),
-                  TRAIN, X, Run(tmp_path), adam, 1, 0, False)
+        Loop(adam, eval_every=1).run(model, Phase("transfer", 2, 4, [{"params": list(model.parameters()), "lr": -1.0}]),
+                                     TRAIN, X, Run(tmp_path), seed=0)
     with torch.no_grad():
         model.decoder[0].weight.fill_(float("nan"))
     with pytest.raises(AetlError, match="loss became nan"):
-        run_phase(model, Phase("transfer", 2, 4, [{"params": list(model.parameters()), "lr": 1e-3}]),
-                  TRAIN, X, Run(tmp_path), adam, 1, 0, False)
+        Loop(adam, eval_every=1).run(model, Phase("transfer", 2, 4, [{"params": list(model.parameters()), "lr": 1e-3}]),
+                                     TRAIN, X, Run(tmp_path), seed=0)
 
 
 def test_weights_that_do_not_fit_are_refused(conv_cfg):
@@ -187,9 +190,23 @@ def test_run_phase_logs_each_loss_term(conv_cfg, tmp_path):
     ref = copy.deepcopy(model)
     from aetl.losses import FeatureLoss
     phase = Phase("transfer", 6, 8, [{"params": list(model.parameters()), "lr": 1e-2}], losses=[FeatureLoss(ref, 1.0)])
-    run_phase(model, phase, TRAIN, X[:10], Run(tmp_path), adam, eval_every=3, seed=0, progress=False)
+    Loop(adam, eval_every=3).run(model, phase, TRAIN, X[:10], Run(tmp_path), seed=0)
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 2 and '"step": 6' in lines[1]
     for key in ('"train_loss"', '"recon"', '"feature"', '"val_mse"'):
         assert key in lines[1]
     assert (tmp_path / "checkpoints" / "last.pt").is_file()
+
+
+def test_precision_settings(conv_cfg, tmp_path):
+    assert Loop.from_config(conv_cfg.trainer, CPU).precision == "fp32"  # auto: fp32 on a CPU
+    bad = OmegaConf.merge(conv_cfg.trainer, {"precision": "fp8"})
+    with pytest.raises(AetlError, match="trainer.precision must be auto, fp32 or bf16"):
+        Loop.from_config(bad, CPU)
+    model = build_model(conv_cfg.model, SHAPE)
+    before = state(model)
+    Loop(adam, eval_every=5, precision="bf16").run(
+        model, Phase("transfer", 5, 8, [{"params": list(model.parameters()), "lr": 1e-2}]), TRAIN, X[:4],
+        Run(tmp_path), seed=0)
+    assert not torch.equal(model.decoder[0].weight, before["decoder.0.weight"])
+    assert '"train_loss"' in (tmp_path / "metrics.jsonl").read_text()

@@ -66,3 +66,11 @@ def build_model(cfg: DictConfig, in_shape: tuple[int, ...], n_classes: int = 0) 
     if n_classes:
         model.add_head(n_classes)
     return model
+
+
+def place(model: AutoEncoder, device: torch.device) -> AutoEncoder:
+    """model on device; convolutional ones in channels_last on CUDA (faster convolutions there)."""
+    model = model.to(device)
+    if device.type == "cuda" and model.spatial:
+        model = model.to(memory_format=torch.channels_last)
+    return model

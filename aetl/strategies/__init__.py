@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from aetl.errors import AetlError
 from aetl.loop import Phase
-from aetl.models import AutoEncoder, build_model
+from aetl.models import AutoEncoder, build_model, place
 from aetl.transfer import transfer_weights
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ class Context:
         if latent_dim is not None:
             cfg = OmegaConf.merge(cfg, {"latent_dim": latent_dim})
         head = self.source.head.out_features if self.source is not None and self.source.head is not None else 0
-        return build_model(cfg, in_shape or self.shape, head).to(self.device)
+        return place(build_model(cfg, in_shape or self.shape, head), self.device)
 
 
 class Strategy:

@@ -19,7 +19,7 @@ from torch import nn
 
 from aetl.errors import AetlError
 from aetl.loop import Phase
-from aetl.models import AutoEncoder
+from aetl.models import AutoEncoder, place
 from aetl.strategies import Context, Strategy, all_params
 
 PLACES = ("input", "latent")
@@ -83,7 +83,7 @@ class Concat(Strategy):
         else:
             encoder_model = own
             decoder_model = ctx.new_model(self.target_model, latent_dim=own.latent_dim + extra)
-        model = ConcatAE(source, encoder_model, decoder_model, self.at).to(ctx.device)
+        model = place(ConcatAE(source, encoder_model, decoder_model, self.at), ctx.device)
         if self.inner is not None:
             self.inner.initialise(_Parts(model), ctx)
         return model
