@@ -22,7 +22,9 @@ import yaml
 FIGURES = ["target_mse", "target_psnr", "target_acc", "target_acc_augmented", "pretrain_s", "transfer_s", "total_s"]
 # Overrides that are columns of the table (or vary within a group) rather than a variant.
 COLUMNS = {"run", "seed", "strategy", "data.target.labels_per_class", "data.target.n_train", "data", "data/source",
-           "data/target", "trainer.transfer.steps", "trainer.pretrain.cls_weight"}
+           "data/target", "trainer.transfer.steps", "trainer.pretrain.cls_weight", "experiment"}
+# Overrides that change how a job runs, not what it computes.
+HOW = {"trainer.progress", "trainer.threads", "trainer.device", "cache_dir", "hydra/launcher"}
 
 
 @dataclass
@@ -76,7 +78,8 @@ def _failure(log: Path) -> str | None:
 
 def variant(job: Job) -> str:
     """The job's overrides that are not table columns: what else sets this group apart."""
-    kept = [o for o in job.overrides if o.split("=")[0].lstrip("+~") not in COLUMNS and not o.startswith("hydra")]
+    kept = [o for o in job.overrides if o.split("=")[0].lstrip("+~") not in COLUMNS | HOW
+            and not o.startswith("hydra")]
     if job.summary and job.summary.get("augment_mode"):  # an aetl augment run: its mode is a variant
         kept = [f"augment={job.summary['augment_mode']}", *(o for o in kept if not o.startswith("app.mode="))]
     return " ".join(sorted(kept))

@@ -18,4 +18,8 @@ aetl train -m +experiment=mnist_digits "${common[@]}" data.target.n_train=500 \
 aetl train -m +experiment=mnist_digits "${common[@]}" trainer.pretrain.cls_weight=0 \
   data.target.labels_per_class=1,10 hydra.sweep.dir="$out/mnist_digits_no_source_labels"
 
+# Scratch given ten times the target steps: how long it takes to catch up.
+aetl train -m +experiment=mnist_digits "${common[@]}" strategy=scratch data.target.labels_per_class=10 \
+  trainer.transfer.steps=3000 hydra.sweep.dir="$out/mnist_digits_long_scratch"
+
 aetl report "$out"/mnist_* "$out"/fashion_mnist --out docs/results

@@ -85,3 +85,13 @@ def test_bad_dirs(tmp_path, capsys):
     assert "is not a directory" in capsys.readouterr().err
     assert main([str(tmp_path)]) == 2
     assert "no runs under" in capsys.readouterr().err
+
+
+def test_how_a_job_ran_is_not_a_variant(tmp_path, capsys):
+    root = tmp_path / "sweep"
+    summary = {"strategy": "scratch", "seed": 0, "target_mse": 0.004, "target_acc": 0.8, "target_val_mse": 0.004}
+    make_job(root, "a", ["+experiment=mnist_digits", "trainer.threads=1", "trainer.progress=false", "seed=0"], summary)
+    make_job(root, "b", ["+experiment=mnist_digits", "seed=1", "trainer.align.kind=coral"], {**summary, "seed": 1})
+    main([str(root)])
+    rows = list(csv.DictReader(open(root / "report.csv")))
+    assert [(r["variant"], r["seeds"]) for r in rows] == [("", "1"), ("trainer.align.kind=coral", "1")]
