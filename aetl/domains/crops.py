@@ -57,12 +57,19 @@ def load(images: Sequence[str], n: int = 1000, size: int = 32, scale: float = 1.
             raise AetlError(f"image {image} is {img.shape[1]}x{img.shape[0]}, smaller than the {size}-pixel crops")
         sources.append(img)
     labels = np.arange(n) % len(sources)
-    crops = np.empty((n, 3, size, size), dtype=np.float32)
-    for k, img in enumerate(sources):
-        idx = np.flatnonzero(labels == k)
+    crops = random_crops(sources, labels, size, rng)
+    classes = [Path(image.partition(":")[2] or image).stem for image in images]
+    return Domain(name, crops, labels.astype(np.int64), classes)
+
+
+def random_crops(pool: list[np.ndarray], which: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """For each entry of `which` (an index into pool), a random size x size crop of that
+    (H, W, 3) image, as (N, 3, size, size)."""
+    out = np.empty((len(which), 3, size, size), dtype=np.float32)
+    for k, img in enumerate(pool):
+        idx = np.flatnonzero(which == k)
         ys = rng.integers(img.shape[0] - size + 1, size=len(idx))
         xs = rng.integers(img.shape[1] - size + 1, size=len(idx))
         windows = np.lib.stride_tricks.sliding_window_view(img, (size, size), axis=(0, 1))  # (Y, X, 3, s, s)
-        crops[idx] = windows[ys, xs]
-    classes = [Path(image.partition(":")[2] or image).stem for image in images]
-    return Domain(name, crops, labels.astype(np.int64), classes)
+        out[idx] = windows[ys, xs]
+    return out

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from aetl.domains import Domain
+from aetl.domains.crops import random_crops
 from aetl.domains.mnist import load as load_mnist
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "retina", "hubble_deep_field", "immunohistochemistry")
@@ -27,14 +28,6 @@ def photos() -> list[np.ndarray]:
 
 
 def blend(digits: np.ndarray, pool: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
-    """(N, 1, H, W) digits in [0, 1] -> (N, 3, H, W): |random photo crop - digit|."""
-    n, _, h, w = digits.shape
-    which = rng.integers(len(pool), size=n)
-    out = np.empty((n, 3, h, w), dtype=np.float32)
-    for k, photo in enumerate(pool):
-        idx = np.flatnonzero(which == k)
-        ys = rng.integers(photo.shape[0] - h + 1, size=len(idx))
-        xs = rng.integers(photo.shape[1] - w + 1, size=len(idx))
-        windows = np.lib.stride_tricks.sliding_window_view(photo, (h, w), axis=(0, 1))  # (Y, X, 3, h, w)
-        out[idx] = np.abs(windows[ys, xs] - digits[idx])
-    return out
+    """(N, 1, S, S) digits in [0, 1] -> (N, 3, S, S): |random photo crop - digit|."""
+    which = rng.integers(len(pool), size=len(digits))
+    return np.abs(random_crops(pool, which, digits.shape[-1], rng) - digits)
