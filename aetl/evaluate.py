@@ -62,13 +62,6 @@ def fit_probe(model: AutoEncoder, x_train: torch.Tensor, y_train: torch.Tensor, 
     return predict
 
 
-def probe_accuracy(model: AutoEncoder, x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor,
-                   y_test: torch.Tensor, n_classes: int, l2: float = 1e-3) -> float:
-    """Test accuracy of the linear probe (see fit_probe)."""
-    predict = fit_probe(model, x_train, y_train, n_classes, l2)
-    return (predict(x_test) == y_test).float().mean().item()
-
-
 def head_predictions(model: AutoEncoder) -> Callable[[torch.Tensor], torch.Tensor]:
     """images -> classes by the model's own (source-trained) classifier head, as it is."""
 

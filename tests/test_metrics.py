@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from aetl.evaluate import probe_accuracy, reconstruction_metrics
+from aetl.data import Split
+from aetl.evaluate import accuracy, fit_probe, reconstruction_metrics
 from aetl.models import AutoEncoder
 
 
@@ -29,6 +30,10 @@ def test_mse_and_psnr_by_hand():
     assert m["mse"] == pytest.approx((0.25 + 0.0) / 2)
     # per-image PSNR: 10*log10(1/0.25) = 6.02 dB and the 1e-10 floor (100 dB) for the exact image
     assert m["psnr"] == pytest.approx((10 * math.log10(4) + 100) / 2, rel=1e-5)
+
+
+def probe_accuracy(model, x_train, y_train, x_test, y_test, n_classes):
+    return accuracy(fit_probe(model, x_train, y_train, n_classes), Split(x_test, y_test))
 
 
 def test_probe_separates_separable_codes_and_not_random_ones():
