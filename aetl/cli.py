@@ -6,6 +6,7 @@ import importlib
 import os
 import re
 import sys
+from pathlib import Path
 
 COMMANDS = {
     "train": "pretrain on S (or load pretrained=...), transfer to T with a strategy, evaluate, write the run dir",
@@ -44,9 +45,51 @@ def main(argv: list[str] | None = None) -> None:
         from aetl.report import main as report_main
 
         sys.exit(report_main(rest))
+    rest = [expand_home(arg) for arg in rest]
+    if command == "train":
+        rest = resume_overrides(rest)
     module = importlib.import_module(f"aetl.{command}")
-    sys.argv = [f"aetl {command}", *map(expand_home, rest), *quiet_rank_overrides()]
+    sys.argv = [f"aetl {command}", *rest, *quiet_rank_overrides()]
     module.main()
+
+
+def resume_overrides(args: list[str]) -> list[str]:
+    """`resume=<dir>` -> the overrides that run started with, then the other args, then
+    hydra.run.dir=<dir>. Refuses, before Hydra writes into it, a run dir that holds a
+    finished run or one that another set of overrides started."""
+    import yaml
+
+    given = [a for a in args if a.startswith("resume=")]
+    rest = [a for a in args if not a.startswith("resume=")]
+    dirs = [a.split("=", 1)[1] for a in rest if a.startswith("hydra.run.dir=")]
+    if given:
+        root = Path(given[-1].split("=", 1)[1]).expanduser()
+        saved = root / ".hydra" / "overrides.yaml"
+        if not saved.is_file():
+            sys.exit(f"aetl train: resume={root} is not the dir of an aetl train run (it has no "
+                     ".hydra/overrides.yaml); pass the run dir an interrupted run wrote")
+        started = [str(o) for o in yaml.safe_load(saved.read_text()) or []]
+        rest, dirs = [*started, *rest, f"hydra.run.dir={root}"], [str(root)]
+    for root in map(Path, dirs[-1:]):
+        if (root / "summary.json").is_file():
+            sys.exit(f"aetl train: {root} already holds a finished run; leave hydra.run.dir out (or choose "
+                     "a new dir) to start another")
+        saved = root / ".hydra" / "overrides.yaml"
+        if saved.is_file() and (root / "checkpoints" / "last.pt").is_file():
+            changed = set(identity_overrides(rest)) ^ set(identity_overrides(yaml.safe_load(saved.read_text()) or []))
+            if changed:
+                sys.exit(f"aetl train: {root} was started with other overrides (they differ in "
+                         f"{', '.join(sorted(changed))}); resume it with `aetl train resume={root}` "
+                         "or choose a new run dir")
+    return rest
+
+
+def identity_overrides(overrides: list[str]) -> list[str]:
+    """The overrides that change what a run computes (not hydra's, not how it runs)."""
+    from aetl.resume import NOT_IDENTITY
+
+    return [str(o) for o in overrides if not str(o).startswith(("hydra.", "hydra/", "-"))
+            and str(o).split("=", 1)[0].lstrip("+~") not in NOT_IDENTITY]
 
 
 def quiet_rank_overrides() -> list[str]:

@@ -14,6 +14,19 @@ class AetlError(Exception):
     """A problem with the user's input (config, path, image, checkpoint), not a bug."""
 
 
+class Interrupted(BaseException):
+    """A signal stopped the run after its checkpoint was saved. A BaseException, like
+    KeyboardInterrupt, so that a multirun's per-job error handling does not swallow it."""
+
+    def __init__(self, signum: int, message: str) -> None:
+        super().__init__(message)
+        self.signum = signum
+
+    @property
+    def exit_status(self) -> int:
+        return 128 + self.signum  # the shell's convention: 143 for SIGTERM, 130 for SIGINT
+
+
 def debug_enabled() -> bool:
     return os.environ.get("AETL_DEBUG", "") not in ("", "0")
 
@@ -23,16 +36,20 @@ def reports_errors(task: Callable[..., Any]) -> Callable[..., Any]:
 
     In a multirun a failed job (bad input or a bug) is logged to its run.log and the
     sweep goes on, so one bad combination does not cost the others; `aetl report`
-    lists it. AETL_DEBUG=1 shows the traceback behind an AetlError.
+    lists it. AETL_DEBUG=1 shows the traceback behind an AetlError. A run that a
+    signal stopped (after saving checkpoints/last.pt) exits with 128 + the signal's
+    number, and a sweep stops with it.
     """
 
     @functools.wraps(task)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return task(*args, **kwargs)
+        except Interrupted as stopped:  # checkpointed and logged already
+            raise SystemExit(stopped.exit_status) from None
         except Exception as raised:
             err = user_error(raised)
-            if _in_multirun() and not debug_enabled():
+            if in_multirun() and not debug_enabled():
                 if err is None:
                     log.exception("job failed: %s", raised)
                 else:
@@ -55,7 +72,7 @@ def user_error(err: BaseException) -> AetlError | None:
     return None
 
 
-def _in_multirun() -> bool:
+def in_multirun() -> bool:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import signal
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Sequence
 
@@ -19,10 +20,14 @@ from aetl.errors import AetlError
 from aetl.evaluate import recon_errors
 from aetl.losses import Step
 from aetl.models import AutoEncoder
+from aetl.resume import set_rng_states
 from aetl.rundir import Run
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from aetl.data import Split
+    from aetl.resume import Progress, StopSignals
 
 LossTerm = Callable[[Step], dict[str, torch.Tensor]]
 
@@ -51,25 +56,30 @@ class Loop:
     precision: str = "fp32"  # fp32 | bf16 (autocast)
     compile: bool = False    # torch.compile the training step
     world: World = SINGLE
+    checkpoint_every: int = 0  # steps between saves of last.pt (0: only at the end of a phase)
+    signals: "StopSignals | None" = None  # SIGTERM/SIGINT/SIGUSR2 stop at the next step, after a save
 
     @classmethod
     def from_config(cls, trainer: DictConfig, device: torch.device, world: World = SINGLE) -> "Loop":
         from hydra.utils import instantiate
 
+        check_trainer(trainer)
         precision = trainer.precision
         if precision == "auto":  # bf16 where the device computes it fast
             precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
         if precision not in ("fp32", "bf16"):
             raise AetlError(f"trainer.precision must be auto, fp32 or bf16, got {precision!r}")
         return cls(instantiate(trainer.optimizer), trainer.eval_every, trainer.progress, precision,
-                   trainer.compile, world)
+                   trainer.compile, world, trainer.checkpoint_every)
 
     def run(self, model: AutoEncoder, phase: Phase, train: "Split", val_x: torch.Tensor, run: Run, seed: int,
-            first_step: int = 0) -> None:
+            first_step: int = 0, progress: "Progress | None" = None) -> None:
         """Train model for phase.steps steps on the train split, logging validation MSE on val_x.
 
         Logged steps count on from first_step, so the phases of one transfer share one step
-        axis. Under torchrun every rank draws the same batches and trains on its slice of each."""
+        axis. Under torchrun every rank draws the same batches and trains on its slice of each.
+        With progress, last.pt is written every checkpoint_every steps, at the end, and when a
+        signal asks to stop; a phase progress holds a checkpoint of carries on from it."""
         if phase.steps < 0 or phase.batch_size < 1:
             raise AetlError(f"{phase.name}: steps must be >= 0 and batch_size >= 1, got {phase.steps} and "
                             f"{phase.batch_size}")
@@ -87,8 +97,26 @@ class Loop:
         bs = min(phase.batch_size, len(x))
         per_epoch = len(x) // bs  # the last partial batch is dropped: every step has one shape
         running: dict[str, torch.Tensor] = {}  # summed on the device, read only when logging
-        since_log = 0
-        bar = tqdm(range(1, phase.steps + 1), desc=phase.name, disable=None if self.progress else True, leave=False)
+        since_log = start = 0
+        saved = progress.state(phase.name, first_step) if progress else None
+        if saved:
+            model.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            gen.set_state(saved["generator"])
+            set_rng_states(saved["rng"])
+            perm = saved["perm"].to(x.device)
+            running = {k: v.to(x.device) for k, v in saved["running"].items()}
+            since_log, start = saved["since_log"], saved["step"]
+
+        def checkpoint(step: int) -> Path | None:
+            if progress is None:
+                return None
+            return progress.save(phase.name, first_step, step, model, {
+                "optimizer": optimizer.state_dict(), "generator": gen.get_state(), "perm": perm,
+                "running": running, "since_log": since_log})
+
+        bar = tqdm(range(start + 1, phase.steps + 1), desc=phase.name, initial=start, total=phase.steps,
+                   disable=None if self.progress else True, leave=False)
         for step in bar:
             epoch, i = divmod(step - 1, per_epoch)
             if i == 0:
@@ -104,7 +132,8 @@ class Loop:
             for key, value in {"train_loss": loss, **losses}.items():
                 running[key] = running.get(key, 0) + value.detach().float()
             since_log += 1
-            if (first_step + step) % self.eval_every == 0 or step == phase.steps:
+            logging_point = (first_step + step) % self.eval_every == 0 or step == phase.steps
+            if logging_point:
                 means = {k: (v / since_log).item() for k, v in self.world.mean(running).items()}
                 if not all(map(math.isfinite, means.values())):
                     raise AetlError(f"{phase.name}: the loss became {means['train_loss']} by step {step}; "
@@ -113,8 +142,22 @@ class Loop:
                 run.log_metrics(phase.name, epoch=epoch, step=first_step + step, **means, val_mse=val_mse)
                 running.clear()
                 since_log = 0
-        run.save_checkpoint("last.pt", {"phase": phase.name, "step": first_step + phase.steps,
-                                        "model": model.state_dict(), "optimizer": optimizer.state_dict()})
+            stop = self._stop_requested(logging_point)
+            if stop or step == phase.steps or (self.checkpoint_every and step % self.checkpoint_every == 0):
+                path = checkpoint(step)
+            if stop:
+                name = signal.Signals(self.signals.received).name
+                self.signals.stop(f"stopped by {name} at {phase.name} step {first_step + step}; saved {path}; "
+                                  f"resume with: aetl train resume={run.root}")
+
+    def _stop_requested(self, logging_point: bool) -> bool:
+        """A signal asked to stop. Under torchrun, rank 0 decides at logging points, so every
+        rank stops after the same step."""
+        if self.signals is None:
+            return False
+        if self.world.distributed:
+            return logging_point and bool(self.world.broadcast(self.signals.received is not None))
+        return self.signals.received is not None
 
     def _objective(self, model: AutoEncoder, phase: Phase) -> nn.Module:
         objective: nn.Module = Objective(model, phase.losses)
@@ -123,6 +166,20 @@ class Loop:
         if self.compile:
             objective = torch.compile(objective)
         return objective
+
+
+def check_trainer(trainer: DictConfig) -> None:
+    """Out-of-range numbers in the trainer config, refused before anything trains."""
+    for name in ("pretrain", "transfer"):
+        p = trainer[name]
+        for key, value, ok, need in (("steps", p.steps, p.steps >= 0, ">= 0"),
+                                     ("batch_size", p.batch_size, p.batch_size >= 1, ">= 1"),
+                                     ("lr", p.lr, p.lr > 0, "> 0")):
+            if not ok:
+                raise AetlError(f"trainer.{name}.{key} must be {need}, got {value}; fix it in the override or config")
+    for key in ("eval_every", "checkpoint_every"):
+        if trainer[key] < (1 if key == "eval_every" else 0):
+            raise AetlError(f"trainer.{key} must be >= {1 if key == 'eval_every' else 0}, got {trainer[key]}")
 
 
 class Objective(nn.Module):

@@ -15,9 +15,11 @@ from omegaconf import DictConfig, OmegaConf
 import aetl
 from aetl.cache import SourceCache, cache_key
 from aetl.data import Pair
+from aetl.distributed import World
 from aetl.loop import Loop, Phase
 from aetl.losses import ClassifyLoss
 from aetl.models import AutoEncoder, build_model, place
+from aetl.resume import Progress
 from aetl.rundir import Run, load_checkpoint
 from aetl.strategies import load_weights
 
@@ -31,6 +33,10 @@ class Source:
     origin: str     # "pretrained", "cache", or the checkpoint path given
     cache: str      # "hit", "miss" or "off"
     labels: bool    # trained with source labels
+
+    def provenance(self) -> dict:
+        """Everything but the model: what a resumed run needs to report Mf as this job found it."""
+        return {"seconds": self.seconds, "origin": self.origin, "cache": self.cache, "labels": self.labels}
 
 
 def pretrain_settings(cfg: DictConfig, overrides: dict) -> DictConfig:
@@ -47,8 +53,9 @@ def source_spec(cfg: DictConfig, pretrain: DictConfig) -> dict:
 
 
 def obtain_source(cfg: DictConfig, pair: Pair, overrides: dict, run: Run, loop: Loop,
-                  device: torch.device) -> Source:
-    """Mf for this job; also written to the run dir as checkpoints/source.pt."""
+                  device: torch.device, progress: Progress | None = None) -> Source:
+    """Mf for this job; also written to the run dir as checkpoints/source.pt. With progress,
+    pretraining checkpoints into last.pt and resumes from it."""
     pretrain = pretrain_settings(cfg, overrides)
     given = load_checkpoint(cfg.pretrained) if cfg.pretrained else None
     labels = "head.weight" in given["model"] if given else pretrain.cls_weight > 0
@@ -60,6 +67,8 @@ def obtain_source(cfg: DictConfig, pair: Pair, overrides: dict, run: Run, loop: 
     torch.manual_seed(cfg.seed)  # Mf's initialisation does not depend on what ran before
     model = place(build_model(cfg.model, pair.shape, len(pair.classes) if labels else 0), device)
     started = time.perf_counter()
+    if progress:  # a resumed pretraining counts the time it spent before the interruption
+        started -= run.elapsed() - progress.context.setdefault("source_started_s", run.elapsed())
     if given:
         load_weights(model, given["model"], str(cfg.pretrained))
         log.info("source model loaded from %s", cfg.pretrained)
@@ -77,24 +86,35 @@ def obtain_source(cfg: DictConfig, pair: Pair, overrides: dict, run: Run, loop: 
                 source = Source(model, 0.0, "cache", "hit", labels)
             else:
                 log.info("source model: cache miss, pretraining into %s", cache.entry(key))
-                _pretrain(model, pretrain, cfg, pair, run, loop)
+                _pretrain(model, pretrain, cfg, pair, run, loop, progress)
                 if world.is_main:
                     cache.store(key, _state(model, cfg, pair, labels), spec)
                 source = Source(model, time.perf_counter() - started, "pretrained", "miss", labels)
     else:
-        _pretrain(model, pretrain, cfg, pair, run, loop)
+        _pretrain(model, pretrain, cfg, pair, run, loop, progress)
         source = Source(model, time.perf_counter() - started, "pretrained", "off", labels)
     run.save_checkpoint("source.pt", _state(model, cfg, pair, labels))
     return source
 
 
-def _pretrain(model: AutoEncoder, p: DictConfig, cfg: DictConfig, pair: Pair, run: Run, loop: Loop) -> None:
+def resumed_source(cfg: DictConfig, pair: Pair, run: Run, provenance: dict, device: torch.device,
+                   world: World) -> Source:
+    """Mf as an interrupted run had settled it: checkpoints/source.pt and how it was obtained."""
+    state = load_checkpoint(run.checkpoints / "source.pt") if world.is_main else None
+    state = world.broadcast(state)
+    model = place(build_model(cfg.model, pair.shape, len(pair.classes) if provenance["labels"] else 0), device)
+    load_weights(model, state["model"], str(run.checkpoints / "source.pt"))
+    return Source(model, **provenance)
+
+
+def _pretrain(model: AutoEncoder, p: DictConfig, cfg: DictConfig, pair: Pair, run: Run, loop: Loop,
+              progress: Progress | None) -> None:
     losses = [ClassifyLoss(p.cls_weight)] if p.cls_weight > 0 else []
     phase = Phase("pretrain", p.steps, p.batch_size, [{"params": list(model.parameters()), "lr": p.lr}],
                   losses=losses)
     log.info("pretraining %s on %d %s images for %d steps%s", type(model).__name__, len(pair.source_train),
              pair.source_name, p.steps, " with source labels" if losses else "")
-    loop.run(model, phase, pair.source_train, pair.source_val.x, run, cfg.seed)
+    loop.run(model, phase, pair.source_train, pair.source_val.x, run, cfg.seed, progress=progress)
 
 
 def _state(model: AutoEncoder, cfg: DictConfig, pair: Pair, labels: bool) -> dict:

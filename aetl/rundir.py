@@ -41,9 +41,25 @@ class Run:
         if not self.enabled:
             return
         record = {"phase": phase, "epoch": epoch, "step": step,
-                  "time_s": round(time.perf_counter() - self.started, 3), **metrics}
-        with open(self.metrics_path, "a") as f:
-            f.write(json.dumps(_jsonable(record)) + "\n")
+                  "time_s": round(self.elapsed(), 3), **metrics}
+        try:
+            with open(self.metrics_path, "a") as f:
+                f.write(json.dumps(_jsonable(record)) + "\n")
+        except OSError as err:  # a resume cuts a half-written line off again
+            raise AetlError(f"could not write {self.metrics_path} ({err.strerror or err}); free some space "
+                            f"and resume with: aetl train resume={self.root}") from None
+
+    def elapsed(self) -> float:
+        """Seconds this run has been going, across resumes."""
+        return time.perf_counter() - self.started
+
+    def metrics_bytes(self) -> int:
+        return self.metrics_path.stat().st_size if self.enabled and self.metrics_path.is_file() else 0
+
+    def truncate_metrics(self, size: int) -> None:
+        """Drop what metrics.jsonl gained after a checkpoint that recorded its size."""
+        if self.enabled and self.metrics_path.is_file() and self.metrics_path.stat().st_size > size:
+            os.truncate(self.metrics_path, size)
 
     def save_checkpoint(self, name: str, state: dict) -> Path:
         path = self.checkpoints / name
@@ -80,17 +96,23 @@ class Run:
 
 
 def atomic_write(path: Path, write: Callable[[Any], Any]) -> None:
-    """Write through `write(file)` to a temp file beside path, fsync, then os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    """Write through `write(file)` to a temp file beside path, fsync, then os.replace.
+    A failed write (a full disk, say) is an AetlError and leaves the previous file."""
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as err:
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise AetlError(f"could not write {path} ({err.strerror or err}); free some space or fix the "
+                            f"permissions and run again (any earlier {path.name} is kept)") from None
         raise
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import json
 import logging
-import time
 from pathlib import Path
 
 import hydra
@@ -14,12 +14,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from aetl.data import Pair, load_pair
 from aetl.distributed import World, join, leave
-from aetl.errors import AetlError, reports_errors
+from aetl.errors import AetlError, in_multirun, reports_errors
 from aetl.evaluate import accuracy, fit_probe, head_predictions, reconstruction_metrics
 from aetl.loop import Loop, Phase
 from aetl.losses import AlignLoss, ClassifyLoss
 from aetl.models import AutoEncoder
-from aetl.pretrain import obtain_source
+from aetl.pretrain import obtain_source, resumed_source
+from aetl.resume import Progress, StopSignals
 from aetl.rundir import Run, register_resolvers
 from aetl.strategies import Context
 
@@ -37,34 +38,51 @@ def train(cfg: DictConfig, out_dir: Path) -> dict:
     """Run the whole pipeline into out_dir and return the summary (what sweepers optimise)."""
     world, device = join(cfg.trainer.device)
     try:
-        return _train(cfg, out_dir, world, device or pick_device(cfg.trainer.device))
+        with StopSignals() as signals:
+            return _train(cfg, out_dir, world, device or pick_device(cfg.trainer.device), signals)
     finally:
         leave()
 
 
-def _train(cfg: DictConfig, out_dir: Path, world: World, device: torch.device) -> dict:
+def _train(cfg: DictConfig, out_dir: Path, world: World, device: torch.device,
+           signals: StopSignals | None = None) -> dict:
     run = Run(out_dir, enabled=world.is_main)
+    if in_multirun() and (run.root / "summary.json").is_file():  # a sweep run again into its own dir
+        log.info("%s already holds a finished run: kept as it is", run.root)
+        return json.loads((run.root / "summary.json").read_text())
+    progress = Progress(run, cfg, world)  # resumes from checkpoints/last.pt when the run dir has one
     if cfg.trainer.threads:
         torch.set_num_threads(int(cfg.trainer.threads))
     pair = load_pair(cfg.data, cfg.seed, device)
     strategy = instantiate(cfg.strategy)
     loop = Loop.from_config(cfg.trainer, device, world)
-    source = obtain_source(cfg, pair, strategy.pretrain, run, loop, device) if strategy.uses_source else None
+    loop.signals = signals
+    source = None
+    if strategy.uses_source:
+        if progress.past_source:
+            source = resumed_source(cfg, pair, run, progress.context["source"], device, world)
+        else:
+            source = obtain_source(cfg, pair, strategy.pretrain, run, loop, device, progress)
+            progress.context["source"] = source.provenance()
 
-    started = time.perf_counter()
+    transfer_started = progress.context.setdefault("transfer_started_s", run.elapsed())
     torch.manual_seed(cfg.seed + 1)  # the same target initialisation whether Mf was trained or cached
     model = strategy.build(Context(cfg.model, pair.shape, source.model if source else None, device))
     phases = [p for p in strategy.phases(model, cfg.trainer) if p.steps > 0]
     done = 0
     for i, phase in enumerate(phases):
+        if progress.passed(done):  # finished before an interruption: last.pt holds its result
+            done += phase.steps
+            continue
         add_common_losses(phase, model, cfg.trainer, pair)
         log.info("%s: phase %s, %d steps on %d %s images", strategy.name, phase.name, phase.steps,
                  len(pair.target_train), pair.target_name)
-        loop.run(model, phase, pair.target_train, pair.target_val.x, run, cfg.seed + 1 + i, first_step=done)
+        loop.run(model, phase, pair.target_train, pair.target_val.x, run, cfg.seed + 1 + i, first_step=done,
+                 progress=progress)
         done += phase.steps
     if not world.is_main:
         return {}  # rank 0 checkpoints, evaluates and writes the run dir
-    transfer_s = time.perf_counter() - started
+    transfer_s = run.elapsed() - transfer_started
     # Checkpoint first, then evaluate: a failed evaluation still leaves the model to inspect.
     run.save_checkpoint("target.pt", {"model": model.state_dict(), "model_cfg": OmegaConf.to_container(cfg.model),
                                       "strategy": strategy.name, "shape": list(pair.shape)})
@@ -73,7 +91,7 @@ def _train(cfg: DictConfig, out_dir: Path, world: World, device: torch.device) -
         "labels_per_class": cfg.data.target.labels_per_class, "n_target_train": len(pair.target_train),
         **evaluate_run(model, pair, cfg.eval, run),
         "pretrain_s": round(source.seconds if source else 0.0, 3), "transfer_s": round(transfer_s, 3),
-        "total_s": round(time.perf_counter() - run.started, 3), "device": str(device),
+        "total_s": round(run.elapsed(), 3), "device": str(device),
         "model": type(model).__name__, "latent_dim": model.latent_dim, "image_shape": list(pair.shape),
         "source_fit": cfg.data.source.fit, "target_fit": cfg.data.target.fit,
         "source_model": source.origin if source else None, "source_cache": source.cache if source else None,

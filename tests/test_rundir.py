@@ -1,3 +1,4 @@
+import errno
 import os
 import pickle
 
@@ -14,9 +15,9 @@ def test_failed_write_keeps_the_previous_file(tmp_path):
 
     def broken(f):
         f.write(b"half of the new")
-        raise OSError("disk full")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(AetlError, match=f"could not write {path} \\(No space left on device\\); free some space"):
         atomic_write(path, broken)
     assert path.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["summary.json"]

@@ -20,8 +20,11 @@ def load(root: str, size: int, skip_bad: bool = True) -> Domain:
     folder = Path(str(root)).expanduser()
     if not folder.is_dir():
         raise AetlError(f"image folder {folder} does not exist; set data.<source|target>.root to a folder of images")
-    classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and _images_in(p))
-    groups = [(i, _images_in(folder / c)) for i, c in enumerate(classes)] if classes else [(-1, _images_in(folder))]
+    try:
+        classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and _images_in(p))
+        groups = [(i, _images_in(folder / c)) for i, c in enumerate(classes)] if classes else [(-1, _images_in(folder))]
+    except OSError as err:
+        raise AetlError(f"cannot read image folder {folder} ({err.strerror or err}); fix its permissions") from None
     files = [(label, path) for label, paths in groups for path in paths]
     if not files:
         raise AetlError(f"no images in {folder} (looked for {', '.join(sorted(EXTENSIONS))}); add images or fix the path")

@@ -1,0 +1,166 @@
+"""Resuming an interrupted run: checkpoints/last.pt, and stopping cleanly on a signal.
+
+Every `trainer.checkpoint_every` steps, at the end of every phase, and at the first step
+after SIGTERM, SIGINT or SIGUSR2 (what SLURM and submitit send before a time limit or a
+preemption; Ctrl-C), the loop writes last.pt: the model, the optimiser, the batch
+generator and the epoch's shuffle, the global RNG states, the loss sums since the last
+log line, which phase and step it reached, where the source model came from, and how
+long metrics.jsonl was. `aetl train` in a run dir that holds a last.pt (the same
+`hydra.run.dir`, `resume=<dir>`, or a requeued submitit job) carries on from there:
+metrics.jsonl is cut back to that length, so no line is lost or written twice, and the
+figures come out as an uninterrupted run's.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from aetl.distributed import SINGLE, World
+from aetl.errors import AetlError, Interrupted
+from aetl.rundir import Run, load_checkpoint
+
+log = logging.getLogger(__name__)
+
+LAST = "last.pt"
+# Settings that change how a job runs, not what it computes: they may differ on resume.
+NOT_IDENTITY = ("trainer.progress", "trainer.threads", "cache_dir")
+
+
+def identity(cfg: DictConfig) -> dict:
+    """The resolved config minus NOT_IDENTITY: a run resumes only under the config it started with."""
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    for dotted in NOT_IDENTITY:
+        *parents, leaf = dotted.split(".")
+        node = plain
+        for key in parents:
+            node = node.get(key, {})
+        node.pop(leaf, None)
+    return plain
+
+
+def differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """The dotted keys where two plain configs differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in sorted(set(a) | set(b), key=str)
+                for d in differences(a.get(k), b.get(k), f"{prefix}{k}.")]
+    return [] if a == b else [prefix.rstrip(".")]
+
+
+class StopSignals:
+    """While active, SIGTERM, SIGINT and SIGUSR2 ask the loop to checkpoint and stop at its
+    next step instead of killing the process mid-write. A second Ctrl-C stops at once."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2)
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "StopSignals":
+        if threading.current_thread() is threading.main_thread():  # Python only allows handlers there
+            for sig in self.SIGNALS:
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        self.previous.clear()
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.received == signal.SIGINT and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.received = signum
+        log.warning("received %s: saving a checkpoint at the next step, then stopping", signal.Signals(signum).name)
+
+    def stop(self, message: str) -> None:
+        """After the checkpoint: hand SIGUSR2 to submitit's handler when it has one (it requeues
+        the job and exits), else raise Interrupted."""
+        signum = self.received
+        assert signum is not None
+        previous = self.previous.get(signum)
+        self.__exit__()
+        log.warning("%s", message)
+        if signum == signal.SIGUSR2 and callable(previous):
+            previous(signum, None)
+        raise Interrupted(signum, message)
+
+
+class Progress:
+    """Where a run stands: read from checkpoints/last.pt at the start, written by the loop.
+
+    `context` is what the pipeline adds to every save (the source model's provenance,
+    when the transfer started); `saved` is the checkpoint this job resumes from, if any."""
+
+    def __init__(self, run: Run, cfg: DictConfig, world: World = SINGLE) -> None:
+        self.run = run
+        self.world = world
+        self.identity = identity(cfg)
+        self.context: dict = {}
+        self.path = run.checkpoints / LAST
+        saved = self._load() if world.is_main else None
+        self.saved: dict | None = world.broadcast(saved)  # under torchrun every rank resumes alike
+        if self.saved:
+            self.context = dict(self.saved["context"])
+
+    def _load(self) -> dict | None:
+        if (self.run.root / "summary.json").is_file():
+            raise AetlError(f"{self.run.root} already holds a finished run; leave hydra.run.dir out (or choose a "
+                            "new dir) to start another")
+        for leftover in self.run.checkpoints.glob(f".{LAST}.*"):  # a temp file a kill left behind
+            leftover.unlink()
+        if not self.path.is_file():
+            self.run.truncate_metrics(0)  # killed before its first checkpoint: start over
+            return None
+        saved = load_checkpoint(self.path)
+        if "identity" not in saved:
+            raise AetlError(f"{self.path} is not a checkpoint aetl can resume from; move it away to start over")
+        changed = differences(saved["identity"], self.identity)
+        if changed:
+            raise AetlError(f"{self.run.root} was started with another config (it differs in "
+                            f"{', '.join(changed[:5])}); resume with `aetl train resume={self.run.root}` "
+                            "or choose a new run dir")
+        self.run.truncate_metrics(saved["metrics_bytes"])
+        self.run.started -= saved["elapsed_s"]
+        log.info("resuming %s from %s step %d", self.run.root, saved["phase"], saved["step"])
+        return saved
+
+    @property
+    def past_source(self) -> bool:
+        """The source model was settled before the interruption (checkpoints/source.pt holds it)."""
+        return bool(self.saved) and self.saved["phase"] != "pretrain"
+
+    def state(self, phase: str, first_step: int) -> dict | None:
+        """The loop state to resume this phase from, if the checkpoint is in it."""
+        if self.saved and (self.saved["phase"], self.saved["first_step"]) == (phase, first_step):
+            return self.saved
+        return None
+
+    def passed(self, first_step: int) -> bool:
+        """A transfer phase starting at first_step was finished before the interruption."""
+        return self.past_source and first_step < self.saved["first_step"]
+
+    def save(self, phase: str, first_step: int, step: int, model: torch.nn.Module, loop_state: dict) -> Path:
+        """Write last.pt (rank 0); every rank returns its path."""
+        state = {"identity": self.identity, "context": self.context, "phase": phase, "first_step": first_step,
+                 "step": step, "model": model.state_dict(), **loop_state, "rng": rng_states(),
+                 "metrics_bytes": self.run.metrics_bytes(), "elapsed_s": self.run.elapsed()}
+        return self.run.save_checkpoint(LAST, state)
+
+
+def rng_states() -> dict:
+    return {"cpu": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def set_rng_states(states: dict) -> None:
+    torch.set_rng_state(states["cpu"])
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])

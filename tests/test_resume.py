@@ -1,0 +1,171 @@
+"""Resume: a run stopped by a signal or killed outright carries on from checkpoints/last.pt
+and ends with the figures and metrics.jsonl of a run that was never interrupted."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from aetl.errors import AetlError, Interrupted
+from aetl.rundir import Run, load_checkpoint
+from aetl.train import train
+from conftest import TINY, TINY_MODEL
+from test_cli import aetl
+from test_train import FIGURES, read_metrics
+
+# Enough steps that a kill lands mid-phase; checkpoints between logging points, so that
+# resuming also restores the loss sums of a half-filled logging window.
+LONGER = ["cache_dir=null", "trainer.checkpoint_every=7", "trainer.pretrain.steps=40", "trainer.transfer.steps=30"]
+
+
+def without_time(records):
+    return [{k: v for k, v in r.items() if k != "time_s"} for r in records]
+
+
+def signal_at(monkeypatch, at_phase, at_step, signum=signal.SIGTERM):
+    """Send signum to this process when the loop logs (at_phase, at_step), as SLURM or Ctrl-C would."""
+    log_metrics = Run.log_metrics
+
+    def log_and_signal(self, phase, epoch=None, step=None, **metrics):
+        log_metrics(self, phase, epoch, step, **metrics)
+        if (phase, step) == (at_phase, at_step):
+            os.kill(os.getpid(), signum)
+
+    monkeypatch.setattr(Run, "log_metrics", log_and_signal)
+
+
+@pytest.mark.parametrize("strategy, phase, step", [("finetune", "pretrain", 20), ("fixed_init", "transfer", 15)])
+def test_signal_checkpoints_stops_and_resumes_to_the_same_figures(make_cfg, tmp_path, monkeypatch, strategy,
+                                                                  phase, step):
+    cfg = make_cfg(f"strategy={strategy}", *LONGER)
+    reference = train(cfg, tmp_path / "reference")
+
+    with monkeypatch.context() as patch:
+        signal_at(patch, phase, step)
+        with pytest.raises(Interrupted, match=f"stopped by SIGTERM at {phase} step {step}; saved .*last.pt; "
+                                              f"resume with: aetl train resume=.*stopped") as stopped:
+            train(cfg, tmp_path / "stopped")
+    assert stopped.value.exit_status == 143
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone with the run
+    last = load_checkpoint(tmp_path / "stopped" / "checkpoints" / "last.pt")
+    assert (last["phase"], last["first_step"] + last["step"]) == (phase, step)
+    assert not (tmp_path / "stopped" / "summary.json").exists()
+
+    resumed = train(cfg, tmp_path / "stopped")
+    assert [resumed[k] for k in FIGURES] == [reference[k] for k in FIGURES]
+    assert (resumed["source_model"], resumed["source_cache"]) == (reference["source_model"], reference["source_cache"])
+    assert resumed["total_s"] >= resumed["transfer_s"] > 0
+    assert without_time(read_metrics(tmp_path / "stopped")) == without_time(read_metrics(tmp_path / "reference"))
+
+
+def test_a_second_ctrl_c_stops_at_once(make_cfg, tmp_path, monkeypatch):
+    def twice(self, *args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(Run, "log_metrics", twice)
+    with pytest.raises(KeyboardInterrupt):
+        train(make_cfg("cache_dir=null"), tmp_path)
+
+
+def test_resume_refuses_another_config_and_a_finished_run(make_cfg, tmp_path, monkeypatch):
+    with monkeypatch.context() as patch:
+        signal_at(patch, "pretrain", 10)
+        with pytest.raises(Interrupted):
+            train(make_cfg("cache_dir=null"), tmp_path)
+    before = (tmp_path / "metrics.jsonl").read_bytes()
+    with pytest.raises(AetlError, match=r"was started with another config \(it differs in seed, trainer.pretrain.lr\)"):
+        train(make_cfg("cache_dir=null", "seed=1", "trainer.pretrain.lr=0.01"), tmp_path)
+    assert (tmp_path / "metrics.jsonl").read_bytes() == before
+    train(make_cfg("cache_dir=null", "trainer.progress=true"), tmp_path)  # how it runs may change
+    finished = (tmp_path / "summary.json").read_bytes()
+    with pytest.raises(AetlError, match="already holds a finished run; leave hydra.run.dir out"):
+        train(make_cfg("cache_dir=null"), tmp_path)
+    assert (tmp_path / "summary.json").read_bytes() == finished
+
+
+WRITER = """
+import sys, torch
+from aetl.rundir import Run
+run = Run(sys.argv[1])
+for version in range(10 ** 6):
+    run.save_checkpoint("last.pt", {"model": {"w": torch.full((200_000,), float(version))}, "version": version})
+"""
+
+
+@pytest.mark.slow
+def test_a_kill_while_writing_leaves_the_previous_or_the_new_checkpoint(tmp_path):
+    rng = random.Random(0)
+    path = tmp_path / "checkpoints" / "last.pt"
+    for _ in range(3):
+        writer = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path)])
+        while not path.exists():
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.05, 0.5))
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+        state = load_checkpoint(path)
+        assert state["version"] >= 0 and torch.equal(state["model"]["w"], torch.full((200_000,), float(state["version"])))
+
+
+def wait_for_step(run: Path, phase: str, step: int, proc: subprocess.Popen) -> None:
+    """Return once metrics.jsonl shows phase at step or later."""
+    metrics = run / "metrics.jsonl"
+    while proc.poll() is None:
+        if metrics.exists():
+            for line in metrics.read_text().splitlines():
+                record = json.loads(line) if line.endswith("}") else {}
+                if record.get("phase") == phase and record["step"] >= step:
+                    return
+        time.sleep(0.005)
+    raise AssertionError(f"the run ended before {phase} step {step}: {proc.stderr.read()}")
+
+
+@pytest.mark.slow
+def test_kill_anywhere_and_resume_gives_the_uninterrupted_figures(tmp_path):
+    """SIGKILL during pretraining, again during transfer, SIGTERM once more; every time
+    the run carries on from last.pt, and ends as the run that never stopped."""
+    rng = random.Random(1)
+    args = [*TINY, *TINY_MODEL, "cache_dir=null", "trainer.checkpoint_every=7", "trainer.eval_every=3",
+            "trainer.pretrain.steps=600", "trainer.transfer.steps=300", "strategy=fixed_init"]
+    done = aetl("train", *args, "hydra.run.dir=reference", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+
+    def start(*extra):
+        return subprocess.Popen([sys.executable, "-m", "aetl", "train", *extra], cwd=tmp_path, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    run = tmp_path / "run"
+    first = start(*args, "hydra.run.dir=run")
+    wait_for_step(run, "pretrain", rng.randrange(50, 500), first)
+    first.kill()
+    first.wait()
+    second = start(*args, "hydra.run.dir=run")  # the same run dir resumes
+    wait_for_step(run, "transfer", rng.randrange(100, 180), second)
+    second.kill()
+    second.wait()
+    third = start("resume=run")  # the shortcut: the overrides the run started with
+    wait_for_step(run, "transfer", rng.randrange(200, 280), third)
+    third.send_signal(signal.SIGTERM)
+    _, err = third.communicate(timeout=60)
+    assert third.returncode == 143, err
+    assert "stopped by SIGTERM at transfer step" in err and "resume with: aetl train resume=" in err
+    assert "Traceback" not in err
+    last = aetl("train", "resume=run", cwd=tmp_path)
+    assert last.returncode == 0, last.stderr
+
+    reference = json.loads((tmp_path / "reference" / "summary.json").read_text())
+    resumed = json.loads((run / "summary.json").read_text())
+    assert [resumed[k] for k in FIGURES] == [reference[k] for k in FIGURES]
+    assert without_time(read_metrics(run)) == without_time(read_metrics(tmp_path / "reference"))
+    assert (run / "run.log").read_text().count("resuming") == 3
+    again = aetl("train", "resume=run", cwd=tmp_path)
+    assert again.returncode != 0 and "already holds a finished run" in again.stderr
+    assert json.loads((run / "summary.json").read_text()) == resumed
