@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import os
 import re
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 COMMANDS = {
     "train": "pretrain on S (or load pretrained=...), transfer to T with a strategy, evaluate, write the run dir",
@@ -48,9 +50,16 @@ def main(argv: list[str] | None = None) -> None:
     rest = [expand_home(arg) for arg in rest]
     if command == "train":
         rest = resume_overrides(rest)
+    check_overrides(command, rest)
     module = importlib.import_module(f"aetl.{command}")
     sys.argv = [f"aetl {command}", *rest, *quiet_rank_overrides()]
     module.main()
+
+
+def refuse(command: str, message: str) -> NoReturn:
+    """Bad input found before Hydra runs: one line on stderr, exit status 2."""
+    print(f"aetl {command}: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
 def resume_overrides(args: list[str]) -> list[str]:
@@ -66,19 +75,19 @@ def resume_overrides(args: list[str]) -> list[str]:
         root = Path(given[-1].split("=", 1)[1]).expanduser()
         saved = root / ".hydra" / "overrides.yaml"
         if not saved.is_file():
-            sys.exit(f"aetl train: resume={root} is not the dir of an aetl train run (it has no "
+            refuse("train", f"resume={root} is not the dir of an aetl train run (it has no "
                      ".hydra/overrides.yaml); pass the run dir an interrupted run wrote")
         started = [str(o) for o in yaml.safe_load(saved.read_text()) or []]
         rest, dirs = [*started, *rest, f"hydra.run.dir={root}"], [str(root)]
     for root in map(Path, dirs[-1:]):
         if (root / "summary.json").is_file():
-            sys.exit(f"aetl train: {root} already holds a finished run; leave hydra.run.dir out (or choose "
+            refuse("train", f"{root} already holds a finished run; leave hydra.run.dir out (or choose "
                      "a new dir) to start another")
         saved = root / ".hydra" / "overrides.yaml"
         if saved.is_file() and (root / "checkpoints" / "last.pt").is_file():
             changed = set(identity_overrides(rest)) ^ set(identity_overrides(yaml.safe_load(saved.read_text()) or []))
             if changed:
-                sys.exit(f"aetl train: {root} was started with other overrides (they differ in "
+                refuse("train", f"{root} was started with other overrides (they differ in "
                          f"{', '.join(sorted(changed))}); resume it with `aetl train resume={root}` "
                          "or choose a new run dir")
     return rest
@@ -90,6 +99,96 @@ def identity_overrides(overrides: list[str]) -> list[str]:
 
     return [str(o) for o in overrides if not str(o).startswith(("hydra.", "hydra/", "-"))
             and str(o).split("=", 1)[0].lstrip("+~") not in NOT_IDENTITY]
+
+
+def check_overrides(command: str, args: list[str]) -> None:
+    """Compose the config once before Hydra runs, so that an unknown option or a misspelled
+    key is one line with the fix (Hydra's own report spans a screen) and nothing is
+    written. A sweep is checked with its first value; Hydra's own settings, and commands
+    with Hydra flags other than -m, are left to Hydra."""
+    if any(a.startswith("-") and a not in ("-m", "--multirun") for a in args):
+        return
+    multirun = any(a in ("-m", "--multirun") for a in args)
+    from hydra import compose, initialize_config_module
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException, MissingConfigException
+
+    def fail(message: str) -> NoReturn:
+        refuse(command, message)
+
+    try:
+        parsed = OverridesParser.create().parse_overrides([a for a in args if not a.startswith("-")])
+    except HydraException as err:
+        fail(f"cannot parse the overrides: {str(err).strip().splitlines()[0]}")
+    plain = []
+    for o in parsed:
+        if o.is_hydra_override() or (o.is_sweep_override() and not o.is_discrete_sweep()):
+            continue
+        if o.is_sweep_override() and not multirun:
+            fail(f"{o.input_line} is a sweep: add -m to run one job per value, or quote the value "
+                 f"({o.key_or_group}='...') to pass it as one string")
+        if o.is_sweep_override():
+            if o.value_type.name == "GLOB_CHOICE_SWEEP":
+                continue
+            plain.append(f"{o.get_key_element()}={next(iter(o.sweep_string_iterator()))}")
+        else:
+            plain.append(o.input_line)
+
+    def composed(overrides: list[str]) -> None:
+        with initialize_config_module("aetl.configs", version_base="1.3"):
+            compose(command, overrides=overrides)
+
+    try:
+        composed(plain)
+    except MissingConfigException as err:
+        wanted = str(err.missing_cfg_file or "")
+        group, _, name = wanted.rpartition("/")
+        options = sorted(err.options or [])
+        if not options:
+            fail(str(err).strip().splitlines()[0])
+        fail(f"unknown {group} '{name}'{suggest(name, options)}; choose one of {', '.join(options)}")
+    except HydraException as err:
+        message = str(err).strip()
+        key = re.match(r"Could not override '([^']+)'", message)
+        if key and "not in struct" in f"{message} {err.__cause__}":
+            name = key.group(1)
+            others = [o for o in plain if not o.lstrip("+~").startswith(f"{name}=")]
+            keys = config_keys(command, others)
+            parent = name.rpartition(".")[0]
+            siblings = [k for k in keys if k.rpartition(".")[0] == parent]  # the keys beside it, if any
+            fail(f"{name} is not a config key{suggest(name, siblings or keys)}; "
+                 f"`aetl {command} --cfg job` shows the keys, and +{name}=... adds a new one")
+        fail(message.splitlines()[0])
+
+
+def suggest(name: str, candidates: list[str]) -> str:
+    """' (did you mean X?)' for the closest candidate (or one name is the start of), else ''."""
+    close = difflib.get_close_matches(name, candidates, n=1) or [c for c in candidates if c.startswith(name)][:1]
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def config_keys(command: str, overrides: list[str]) -> list[str]:
+    """Every dotted key of the composed config (empty if it does not compose)."""
+    from hydra import compose, initialize_config_module
+    from omegaconf import DictConfig
+
+    try:
+        with initialize_config_module("aetl.configs", version_base="1.3"):
+            cfg = compose(command, overrides=overrides)
+    except Exception:  # noqa: BLE001 - only a suggestion is lost
+        return []
+
+    def walk(node: DictConfig, prefix: str) -> list[str]:
+        keys = []
+        for key in node.keys():
+            dotted = f"{prefix}{key}"
+            keys.append(dotted)
+            child = node._get_node(key)
+            if isinstance(child, DictConfig):
+                keys.extend(walk(child, f"{dotted}."))
+        return keys
+
+    return walk(cfg, "")
 
 
 def quiet_rank_overrides() -> list[str]:

@@ -51,12 +51,12 @@ def _train(cfg: DictConfig, out_dir: Path, world: World, device: torch.device,
         log.info("%s already holds a finished run: kept as it is", run.root)
         return json.loads((run.root / "summary.json").read_text())
     progress = Progress(run, cfg, world)  # resumes from checkpoints/last.pt when the run dir has one
+    loop = Loop.from_config(cfg.trainer, device, world)  # checks the trainer's numbers first
+    loop.signals = signals
     if cfg.trainer.threads:
         torch.set_num_threads(int(cfg.trainer.threads))
     pair = load_pair(cfg.data, cfg.seed, device)
     strategy = instantiate(cfg.strategy)
-    loop = Loop.from_config(cfg.trainer, device, world)
-    loop.signals = signals
     source = None
     if strategy.uses_source:
         if progress.past_source:

@@ -169,3 +169,38 @@ def test_kill_anywhere_and_resume_gives_the_uninterrupted_figures(tmp_path):
     again = aetl("train", "resume=run", cwd=tmp_path)
     assert again.returncode != 0 and "already holds a finished run" in again.stderr
     assert json.loads((run / "summary.json").read_text()) == resumed
+
+
+def processes():
+    """(pid, command line with NUL between the arguments) of the processes running now."""
+    for proc in Path("/proc").iterdir():
+        try:
+            yield int(proc.name), (proc / "cmdline").read_text(errors="replace")
+        except (ValueError, OSError):  # not a process, or one that has just ended
+            continue
+
+
+@pytest.mark.slow
+def test_a_preempted_submitit_job_is_requeued_and_resumes(tmp_path):
+    """SIGUSR2 is what SLURM (and submitit's local executor) send before a time limit or
+    a preemption: the job checkpoints, submitit requeues it, and it resumes from last.pt."""
+    args = [*TINY, *TINY_MODEL, "cache_dir=null", "trainer.threads=1", "trainer.checkpoint_every=7",
+            "trainer.eval_every=3", "trainer.pretrain.steps=600", "trainer.transfer.steps=300"]
+    done = aetl("train", *args, "hydra.run.dir=reference", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    sweep = subprocess.Popen([sys.executable, "-m", "aetl", "train", "-m", "hydra/launcher=local", *args,
+                              "hydra.sweep.dir=sweep"], cwd=tmp_path, text=True, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+    job = tmp_path / "sweep" / "0"
+    wait_for_step(job, "pretrain", 150, sweep)
+    (task,) = [pid for pid, cmdline in processes() if f"submitit.core._submit\0{tmp_path}" in cmdline]
+    os.kill(task, signal.SIGUSR2)
+    _, err = sweep.communicate(timeout=120)
+    assert sweep.returncode == 0, err
+    log = (job / "run.log").read_text()
+    assert "stopped by SIGUSR2 at pretrain step" in log and log.count("resuming") == 1
+    submitit_log = next((tmp_path / "sweep" / ".submitit").glob("*/*_0_log.err")).read_text()
+    assert "Requeued job" in submitit_log
+    reference = json.loads((tmp_path / "reference" / "summary.json").read_text())
+    resumed = json.loads((job / "summary.json").read_text())
+    assert [resumed[k] for k in FIGURES] == [reference[k] for k in FIGURES]

@@ -33,7 +33,7 @@ class AutoEncoder(nn.Module):
         from aetl.errors import AetlError
 
         if latent_dim < 1:
-            raise AetlError(f"model.latent_dim must be >= 1, got {latent_dim}")
+            raise AetlError(f"model.latent_dim must be >= 1, got {latent_dim}; set it to the size of the code")
         self.in_shape = tuple(in_shape)
         self.latent_dim = latent_dim
         self.head: nn.Module | None = None
