@@ -204,3 +204,12 @@ def test_a_preempted_submitit_job_is_requeued_and_resumes(tmp_path):
     reference = json.loads((tmp_path / "reference" / "summary.json").read_text())
     resumed = json.loads((job / "summary.json").read_text())
     assert [resumed[k] for k in FIGURES] == [reference[k] for k in FIGURES]
+
+
+def test_a_sweep_run_again_keeps_its_finished_jobs(make_cfg, tmp_path, monkeypatch):
+    cfg = make_cfg("cache_dir=null")
+    summary = train(cfg, tmp_path)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    monkeypatch.setattr("aetl.train.in_multirun", lambda: True)
+    assert train(cfg, tmp_path) == json.loads(json.dumps(summary))
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
