@@ -78,7 +78,8 @@ def test_bad_input_gives_one_clear_line_and_spares_earlier_runs(tmp_path):
     assert (earlier / "summary.json").read_text() == "{}"
     unknown = aetl("train", "strategy=nope", cwd=tmp_path)
     assert unknown.returncode != 0 and "Traceback" not in unknown.stderr
-    assert "Could not find 'strategy/nope'" in unknown.stderr and "scratch" in unknown.stderr
+    assert unknown.stderr.splitlines() == ["aetl train: unknown strategy 'nope'; choose one of concat, finetune, "
+                                           "fixed_init, mixed, scratch"]
 
 
 def test_home_in_a_path_override_is_expanded(tmp_path):
