@@ -8,7 +8,10 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 COMMANDS = {
     "train": "pretrain on S (or load pretrained=...), transfer to T with a strategy, evaluate, write the run dir",
@@ -47,10 +50,12 @@ def main(argv: list[str] | None = None) -> None:
         from aetl.report import main as report_main
 
         sys.exit(report_main(rest))
-    rest = [expand_home(arg) for arg in rest]
     if command == "train":
         rest = resume_overrides(rest)
-    check_overrides(command, rest)
+    rest = [expand_home(arg) for arg in rest]
+    cfg = check_overrides(command, rest)
+    if command == "train" and cfg is not None:
+        check_run_dir(rest, cfg)
     module = importlib.import_module(f"aetl.{command}")
     sys.argv = [f"aetl {command}", *rest, *quiet_rank_overrides()]
     module.main()
@@ -64,50 +69,52 @@ def refuse(command: str, message: str) -> NoReturn:
 
 def resume_overrides(args: list[str]) -> list[str]:
     """`resume=<dir>` -> the overrides that run started with, then the other args, then
-    hydra.run.dir=<dir>. Refuses, before Hydra writes into it, a run dir that holds a
-    finished run or one that another set of overrides started."""
+    hydra.run.dir=<dir>."""
     import yaml
 
     given = [a for a in args if a.startswith("resume=")]
+    if not given:
+        return args
+    root = Path(given[-1].split("=", 1)[1]).expanduser()
+    saved = root / ".hydra" / "overrides.yaml"
+    if not saved.is_file():
+        refuse("train", f"resume={root} is not the dir of an aetl train run (it has no .hydra/overrides.yaml); "
+               "pass the run dir an interrupted run wrote")
+    started = [str(o) for o in yaml.safe_load(saved.read_text()) or []]
     rest = [a for a in args if not a.startswith("resume=")]
-    dirs = [a.split("=", 1)[1] for a in rest if a.startswith("hydra.run.dir=")]
-    if given:
-        root = Path(given[-1].split("=", 1)[1]).expanduser()
-        saved = root / ".hydra" / "overrides.yaml"
-        if not saved.is_file():
-            refuse("train", f"resume={root} is not the dir of an aetl train run (it has no "
-                     ".hydra/overrides.yaml); pass the run dir an interrupted run wrote")
-        started = [str(o) for o in yaml.safe_load(saved.read_text()) or []]
-        rest, dirs = [*started, *rest, f"hydra.run.dir={root}"], [str(root)]
-    for root in map(Path, dirs[-1:]):
-        if (root / "summary.json").is_file():
-            refuse("train", f"{root} already holds a finished run; leave hydra.run.dir out (or choose "
-                     "a new dir) to start another")
-        saved = root / ".hydra" / "overrides.yaml"
-        if saved.is_file() and (root / "checkpoints" / "last.pt").is_file():
-            changed = set(identity_overrides(rest)) ^ set(identity_overrides(yaml.safe_load(saved.read_text()) or []))
-            if changed:
-                refuse("train", f"{root} was started with other overrides (they differ in "
-                         f"{', '.join(sorted(changed))}); resume it with `aetl train resume={root}` "
-                         "or choose a new run dir")
-    return rest
+    return [*started, *rest, f"hydra.run.dir={hydra_value(str(root))}"]
 
 
-def identity_overrides(overrides: list[str]) -> list[str]:
-    """The overrides that change what a run computes (not hydra's, not how it runs)."""
-    from aetl.resume import NOT_IDENTITY
+def check_run_dir(args: list[str], cfg: DictConfig) -> None:
+    """Refuse, before Hydra writes into it, a hydra.run.dir that holds a finished run, or
+    an interrupted one that another config started."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
 
-    return [str(o) for o in overrides if not str(o).startswith(("hydra.", "hydra/", "-"))
-            and str(o).split("=", 1)[0].lstrip("+~") not in NOT_IDENTITY]
+    from aetl.resume import changed_config, differences, finished_run, identity
+
+    parsed = OverridesParser.create().parse_overrides([a for a in args if not a.startswith("-")])
+    dirs = [str(o.value()) for o in parsed if o.key_or_group == "hydra.run.dir"]
+    if not dirs:
+        return
+    root = Path(dirs[-1])
+    if (root / "summary.json").is_file():
+        refuse("train", finished_run(root))
+    started = root / ".hydra" / "config.yaml"
+    if started.is_file() and (root / "checkpoints" / "last.pt").is_file():
+        changed = differences(identity(OmegaConf.load(started)), identity(cfg))
+        if changed:
+            refuse("train", changed_config(root, changed))
 
 
-def check_overrides(command: str, args: list[str]) -> None:
+def check_overrides(command: str, args: list[str]) -> DictConfig | None:
     """Compose the config once before Hydra runs, so that an unknown option or a misspelled
     key is one line with the fix (Hydra's own report spans a screen) and nothing is
-    written. A sweep is checked with its first value; Hydra's own settings, and commands
-    with Hydra flags other than -m, are left to Hydra."""
+    written. A sweep is checked with its first value; Hydra's own settings (but for its
+    search path), and commands with Hydra flags other than -m, are left to Hydra. Returns
+    the composed config of a single run, else None."""
     if any(a.startswith("-") and a not in ("-m", "--multirun") for a in args):
-        return
+        return None
     multirun = any(a in ("-m", "--multirun") for a in args)
     from hydra import compose, initialize_config_module
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -122,6 +129,9 @@ def check_overrides(command: str, args: list[str]) -> None:
         fail(f"cannot parse the overrides: {str(err).strip().splitlines()[0]}")
     plain = []
     for o in parsed:
+        if o.key_or_group == "hydra.searchpath":  # where configs of the user's own are found
+            plain.append(o.input_line)
+            continue
         if o.is_hydra_override() or (o.is_sweep_override() and not o.is_discrete_sweep()):
             continue
         if o.is_sweep_override() and not multirun:
@@ -134,12 +144,9 @@ def check_overrides(command: str, args: list[str]) -> None:
         else:
             plain.append(o.input_line)
 
-    def composed(overrides: list[str]) -> None:
-        with initialize_config_module("aetl.configs", version_base="1.3"):
-            compose(command, overrides=overrides)
-
     try:
-        composed(plain)
+        with initialize_config_module("aetl.configs", version_base="1.3"):
+            cfg = compose(command, overrides=plain)
     except MissingConfigException as err:
         wanted = str(err.missing_cfg_file or "")
         group, _, name = wanted.rpartition("/")
@@ -159,6 +166,7 @@ def check_overrides(command: str, args: list[str]) -> None:
             fail(f"{name} is not a config key{suggest(name, siblings or keys)}; "
                  f"`aetl {command} --cfg job` shows the keys, and +{name}=... adds a new one")
         fail(message.splitlines()[0])
+    return None if multirun else cfg
 
 
 def suggest(name: str, candidates: list[str]) -> str:
@@ -212,5 +220,11 @@ def expand_home(arg: str) -> str:
     match = re.fullmatch(r"([\w.@/+~-]+)=(~[^,\[\]{}]*)", arg)
     if not match:
         return arg
-    path = os.path.expanduser(match.group(2))
-    return f"{match.group(1)}={path}" if re.fullmatch(r"[\w/.\-]+", path) else f"{match.group(1)}='{path}'"
+    return f"{match.group(1)}={hydra_value(os.path.expanduser(match.group(2)))}"
+
+
+def hydra_value(path: str) -> str:
+    """A path as an override value: as it is when Hydra's grammar takes it, else quoted."""
+    if re.fullmatch(r"[\w/.\-]+", path):
+        return path
+    return "'" + path.replace("'", "\\'") + "'"

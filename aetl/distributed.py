@@ -57,6 +57,15 @@ class World:
         return box[0]
 
 
+    def first(self, value: object) -> object:
+        """The first value that is not None over the ranks (rank order), on every rank."""
+        if not self.distributed:
+            return value
+        values: list = [None] * self.size
+        dist.all_gather_object(values, value)
+        return next((v for v in values if v is not None), None)
+
+
 SINGLE = World()
 
 

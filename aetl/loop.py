@@ -20,7 +20,7 @@ from aetl.errors import AetlError
 from aetl.evaluate import recon_errors
 from aetl.losses import Step
 from aetl.models import AutoEncoder
-from aetl.resume import set_rng_states
+from aetl.resume import resume_hint, set_rng_states
 from aetl.rundir import Run
 
 if TYPE_CHECKING:
@@ -111,52 +111,68 @@ class Loop:
         def checkpoint(step: int) -> Path | None:
             if progress is None:
                 return None
+            if not all(torch.isfinite(t).all() for t in [*running.values(), *model.parameters()]):
+                raise AetlError(f"{phase.name}: the loss or the weights became inf or nan by step {step}; "
+                                "lower the learning rate (the last good checkpoint is kept)")
             return progress.save(phase.name, first_step, step, model, {
                 "optimizer": optimizer.state_dict(), "generator": gen.get_state(), "perm": perm,
                 "running": running, "since_log": since_log})
 
-        bar = tqdm(range(start + 1, phase.steps + 1), desc=phase.name, initial=start, total=phase.steps,
-                   disable=None if self.progress else True, leave=False)
-        for step in bar:
-            epoch, i = divmod(step - 1, per_epoch)
-            if i == 0:
-                perm = torch.randperm(len(x), device=x.device, generator=gen)
-            idx = self.world.shard(perm[i * bs:(i + 1) * bs])
-            _train_mode(model, phase.frozen)
-            with torch.autocast(x.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
-                losses = step_fn(x[idx], y[idx], *_source_batch(phase.source, len(idx), gen, self.world))
-                loss = torch.stack([v.float() for v in losses.values()]).sum()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            for key, value in {"train_loss": loss, **losses}.items():
-                running[key] = running.get(key, 0) + value.detach().float()
-            since_log += 1
-            logging_point = (first_step + step) % self.eval_every == 0 or step == phase.steps
-            if logging_point:
-                means = {k: (v / since_log).item() for k, v in self.world.mean(running).items()}
-                if not all(map(math.isfinite, means.values())):
-                    raise AetlError(f"{phase.name}: the loss became {means['train_loss']} by step {step}; "
-                                    "lower the learning rate (the last good checkpoint is kept)")
-                val_mse = recon_errors(model, val_x).mean().item() if len(val_x) else float("nan")
-                run.log_metrics(phase.name, epoch=epoch, step=first_step + step, **means, val_mse=val_mse)
-                running.clear()
-                since_log = 0
-            stop = self._stop_requested(logging_point)
-            if stop or step == phase.steps or (self.checkpoint_every and step % self.checkpoint_every == 0):
-                path = checkpoint(step)
-            if stop:
+        def stop_if_asked(step: int, logging_point: bool, saved: bool) -> None:
+            if self._stop_requested(logging_point):
+                path = checkpoint(step) if not saved else progress and progress.path
                 name = signal.Signals(self.signals.received).name
                 self.signals.stop(f"stopped by {name} at {phase.name} step {first_step + step}; saved {path}; "
-                                  f"resume with: aetl train resume={run.root}")
+                                  f"{resume_hint(run.root)}" if self.world.is_main else None)
+
+        bar = tqdm(range(start + 1, phase.steps + 1), desc=phase.name, initial=start, total=phase.steps,
+                   disable=None if self.progress else True, leave=False)
+        if self.signals:
+            self.signals.in_loop = True  # a signal now waits for the next step
+        try:
+            for step in bar:
+                epoch, i = divmod(step - 1, per_epoch)
+                if i == 0:
+                    perm = torch.randperm(len(x), device=x.device, generator=gen)
+                idx = self.world.shard(perm[i * bs:(i + 1) * bs])
+                _train_mode(model, phase.frozen)
+                with torch.autocast(x.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
+                    losses = step_fn(x[idx], y[idx], *_source_batch(phase.source, len(idx), gen, self.world))
+                    loss = torch.stack([v.float() for v in losses.values()]).sum()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                for key, value in {"train_loss": loss, **losses}.items():
+                    running[key] = running.get(key, 0) + value.detach().float()
+                since_log += 1
+                logging_point = (first_step + step) % self.eval_every == 0 or step == phase.steps
+                if logging_point:
+                    means = {k: (v / since_log).item() for k, v in self.world.mean(running).items()}
+                    if not all(map(math.isfinite, means.values())):
+                        raise AetlError(f"{phase.name}: the loss became {means['train_loss']} by step {step}; "
+                                        "lower the learning rate (the last good checkpoint is kept)")
+                    val_mse = recon_errors(model, val_x).mean().item() if len(val_x) else float("nan")
+                    run.log_metrics(phase.name, epoch=epoch, step=first_step + step, **means, val_mse=val_mse)
+                    running.clear()
+                    since_log = 0
+                if step == phase.steps or (self.checkpoint_every and step % self.checkpoint_every == 0):
+                    checkpoint(step)
+                    stop_if_asked(step, logging_point, saved=True)
+                else:
+                    stop_if_asked(step, logging_point, saved=False)
+        finally:
+            if self.signals:
+                self.signals.in_loop = False
 
     def _stop_requested(self, logging_point: bool) -> bool:
-        """A signal asked to stop. Under torchrun, rank 0 decides at logging points, so every
-        rank stops after the same step."""
+        """A signal asked to stop. Under torchrun the ranks agree at logging points (every
+        rank takes the first signal any rank got), so all stop after the same step."""
         if self.signals is None:
             return False
         if self.world.distributed:
-            return logging_point and bool(self.world.broadcast(self.signals.received is not None))
+            if not logging_point:
+                return False
+            self.signals.received = self.world.first(self.signals.received)
         return self.signals.received is not None
 
     def _objective(self, model: AutoEncoder, phase: Phase) -> nn.Module:
@@ -177,9 +193,9 @@ def check_trainer(trainer: DictConfig) -> None:
                                      ("lr", p.lr, p.lr > 0, "> 0")):
             if not ok:
                 raise AetlError(f"trainer.{name}.{key} must be {need}, got {value}; fix it in the override or config")
-    for key in ("eval_every", "checkpoint_every"):
-        if trainer[key] < (1 if key == "eval_every" else 0):
-            raise AetlError(f"trainer.{key} must be >= {1 if key == 'eval_every' else 0}, got {trainer[key]}")
+    for key, least in (("eval_every", 1), ("checkpoint_every", 0)):
+        if trainer[key] < least:
+            raise AetlError(f"trainer.{key} must be >= {least}, got {trainer[key]}")
 
 
 class Objective(nn.Module):

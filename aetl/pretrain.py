@@ -77,8 +77,10 @@ def obtain_source(cfg: DictConfig, pair: Pair, overrides: dict, run: Run, loop: 
         cache, spec = SourceCache(cfg.cache_dir), source_spec(cfg, pretrain)
         key = cache_key(spec)
         world = loop.world  # under torchrun rank 0 holds the lock and decides; the others follow
+        # A resumed pretraining finishes its own Mf (and stores it), as the uninterrupted job would have.
+        resuming = progress is not None and progress.resuming_pretraining
         with cache.locked(key) if world.is_main else contextlib.nullcontext():
-            state = cache.load(key) if world.is_main else None
+            state = cache.load(key) if world.is_main and not resuming else None
             if world.broadcast(state is not None):
                 state = state or cache.load(key)
                 load_weights(model, state["model"], str(cache.entry(key)))

@@ -23,14 +23,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from aetl.distributed import SINGLE, World
-from aetl.errors import AetlError, Interrupted
+from aetl.errors import AetlError, Interrupted, in_multirun
 from aetl.rundir import Run, load_checkpoint
 
 log = logging.getLogger(__name__)
 
 LAST = "last.pt"
 # Settings that change how a job runs, not what it computes: they may differ on resume.
-NOT_IDENTITY = ("trainer.progress", "trainer.threads", "cache_dir")
+NOT_IDENTITY = ("trainer.progress", "trainer.threads", "trainer.checkpoint_every", "cache_dir")
 
 
 def identity(cfg: DictConfig) -> dict:
@@ -55,12 +55,16 @@ def differences(a: Any, b: Any, prefix: str = "") -> list[str]:
 
 class StopSignals:
     """While active, SIGTERM, SIGINT and SIGUSR2 ask the loop to checkpoint and stop at its
-    next step instead of killing the process mid-write. A second Ctrl-C stops at once."""
+    next step instead of killing the process mid-write. Outside the loop (loading data,
+    evaluating) they stop at once: the run resumes from the last.pt it has. A second
+    Ctrl-C always stops at once."""
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2)
 
-    def __init__(self) -> None:
+    def __init__(self, run_root: Path) -> None:
+        self.run_root = run_root
         self.received: int | None = None
+        self.in_loop = False  # set by Loop.run: then the loop decides when to stop
         self.previous: dict[int, Any] = {}
 
     def __enter__(self) -> "StopSignals":
@@ -78,19 +82,37 @@ class StopSignals:
         if self.received == signal.SIGINT and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.received = signum
-        log.warning("received %s: saving a checkpoint at the next step, then stopping", signal.Signals(signum).name)
+        if not self.in_loop:
+            self.stop(f"stopped by {signal.Signals(signum).name}; {resume_hint(self.run_root)}")
 
-    def stop(self, message: str) -> None:
+    def stop(self, message: str | None) -> None:
         """After the checkpoint: hand SIGUSR2 to submitit's handler when it has one (it requeues
-        the job and exits), else raise Interrupted."""
+        the job and exits), else raise Interrupted. message=None: log nothing (ranks > 0)."""
         signum = self.received
         assert signum is not None
         previous = self.previous.get(signum)
         self.__exit__()
-        log.warning("%s", message)
+        if message:
+            log.warning("%s", message)
         if signum == signal.SIGUSR2 and callable(previous):
             previous(signum, None)
-        raise Interrupted(signum, message)
+        raise Interrupted(signum, message or "stopped")
+
+
+def resume_hint(run_root: Path) -> str:
+    """How to carry a stopped run on: its run dir, or its sweep run again."""
+    if in_multirun():
+        return f"resume the sweep by running it again with hydra.sweep.dir={run_root.parent}"
+    return f"resume with: aetl train resume={run_root}"
+
+
+def finished_run(root: Path) -> str:
+    return f"{root} already holds a finished run; leave hydra.run.dir out (or choose a new dir) to start another"
+
+
+def changed_config(root: Path, changed: list[str]) -> str:
+    return (f"{root} was started with another config (it differs in {', '.join(changed[:5])}); resume it with "
+            f"`aetl train resume={root}` or choose a new run dir")
 
 
 class Progress:
@@ -101,20 +123,26 @@ class Progress:
 
     def __init__(self, run: Run, cfg: DictConfig, world: World = SINGLE) -> None:
         self.run = run
-        self.world = world
         self.identity = identity(cfg)
         self.context: dict = {}
         self.path = run.checkpoints / LAST
-        saved = self._load() if world.is_main else None
-        self.saved: dict | None = world.broadcast(saved)  # under torchrun every rank resumes alike
+        saved: dict | AetlError | None = None
+        if world.is_main:
+            try:
+                saved = self._load()
+            except AetlError as err:  # every rank stops with it, none waits for the others
+                saved = err
+        saved = world.broadcast(saved)  # under torchrun every rank resumes alike
+        if isinstance(saved, AetlError):
+            raise saved
+        self.saved: dict | None = saved
         if self.saved:
             self.context = dict(self.saved["context"])
 
     def _load(self) -> dict | None:
         if (self.run.root / "summary.json").is_file():
-            raise AetlError(f"{self.run.root} already holds a finished run; leave hydra.run.dir out (or choose a "
-                            "new dir) to start another")
-        for leftover in self.run.checkpoints.glob(f".{LAST}.*"):  # a temp file a kill left behind
+            raise AetlError(finished_run(self.run.root))
+        for leftover in self.run.checkpoints.glob(".*.pt.*"):  # temp files a kill left behind
             leftover.unlink()
         if not self.path.is_file():
             self.run.truncate_metrics(0)  # killed before its first checkpoint: start over
@@ -124,13 +152,15 @@ class Progress:
             raise AetlError(f"{self.path} is not a checkpoint aetl can resume from; move it away to start over")
         changed = differences(saved["identity"], self.identity)
         if changed:
-            raise AetlError(f"{self.run.root} was started with another config (it differs in "
-                            f"{', '.join(changed[:5])}); resume with `aetl train resume={self.run.root}` "
-                            "or choose a new run dir")
+            raise AetlError(changed_config(self.run.root, changed))
         self.run.truncate_metrics(saved["metrics_bytes"])
         self.run.started -= saved["elapsed_s"]
-        log.info("resuming %s from %s step %d", self.run.root, saved["phase"], saved["step"])
+        log.info("resuming %s from %s step %d", self.run.root, saved["phase"], saved["first_step"] + saved["step"])
         return saved
+
+    @property
+    def resuming_pretraining(self) -> bool:
+        return bool(self.saved) and self.saved["phase"] == "pretrain"
 
     @property
     def past_source(self) -> bool:

@@ -38,7 +38,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict:
     """Run the whole pipeline into out_dir and return the summary (what sweepers optimise)."""
     world, device = join(cfg.trainer.device)
     try:
-        with StopSignals() as signals:
+        with StopSignals(out_dir) as signals:
             return _train(cfg, out_dir, world, device or pick_device(cfg.trainer.device), signals)
     finally:
         leave()

@@ -113,3 +113,27 @@ def test_debug_flag_shows_the_traceback(monkeypatch, caplog):
     monkeypatch.setenv("AETL_DEBUG", "1")
     with pytest.raises(AetlError, match="bad input"):
         task()
+
+
+def test_a_run_dir_started_with_another_config_is_refused_before_hydra_writes(make_cfg, tmp_path, monkeypatch,
+                                                                              capsys):
+    from omegaconf import OmegaConf
+
+    from conftest import TINY, TINY_MODEL
+
+    run = tmp_path / "run dir"
+    (run / ".hydra").mkdir(parents=True)
+    OmegaConf.save(make_cfg(), run / ".hydra" / "config.yaml")
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "last.pt").write_bytes(b"an interrupted run's")
+    before = (run / ".hydra" / "config.yaml").read_text()
+    status, lines = run_cli(tmp_path, monkeypatch, capsys, "train", *TINY, *TINY_MODEL, "seed=1",
+                            "trainer.progress=true", f"hydra.run.dir='{run}'")
+    assert status == 2 and lines == [f"aetl train: {run} was started with another config (it differs in seed); "
+                                     f"resume it with `aetl train resume={run}` or choose a new run dir"]
+    assert (run / ".hydra" / "config.yaml").read_text() == before
+    cli.check_run_dir([f"hydra.run.dir='{run}'"], make_cfg("seed=0", "trainer.checkpoint_every=1"))  # the same run
+    (run / "summary.json").write_text("{}")
+    status, lines = run_cli(tmp_path, monkeypatch, capsys, "train", *TINY, *TINY_MODEL, f"hydra.run.dir='{run}'")
+    assert status == 2 and lines == [f"aetl train: {run} already holds a finished run; leave hydra.run.dir out "
+                                     "(or choose a new dir) to start another"]

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import aetl.train as pipeline
 from aetl.errors import AetlError, Interrupted
 from aetl.rundir import Run, load_checkpoint
 from aetl.train import train
@@ -213,3 +214,43 @@ def test_a_sweep_run_again_keeps_its_finished_jobs(make_cfg, tmp_path, monkeypat
     monkeypatch.setattr("aetl.train.in_multirun", lambda: True)
     assert train(cfg, tmp_path) == json.loads(json.dumps(summary))
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_a_crash_after_pretraining_resumes_with_the_source_as_first_obtained(make_cfg, tmp_path, monkeypatch):
+    """last.pt at the end of pretraining, Mf in the cache by now: the resumed job still
+    reports the pretraining it did (a miss), as the uninterrupted job does."""
+    cfg = make_cfg("trainer.checkpoint_every=0")
+    with monkeypatch.context() as patch:
+        def crash(self, phase, *args, **kwargs):
+            if phase == "transfer":
+                raise RuntimeError("the node went down")
+
+        patch.setattr(Run, "log_metrics", crash)
+        with pytest.raises(RuntimeError):
+            train(cfg, tmp_path / "crashed")
+    assert load_checkpoint(tmp_path / "crashed" / "checkpoints" / "last.pt")["phase"] == "pretrain"
+    resumed = train(cfg, tmp_path / "crashed")
+    reference = train(make_cfg("trainer.checkpoint_every=0", f"cache_dir={tmp_path / 'fresh'}"), tmp_path / "ref")
+    assert [resumed[k] for k in FIGURES] == [reference[k] for k in FIGURES]
+    assert (resumed["source_model"], resumed["source_cache"]) == ("pretrained", "miss") == \
+           (reference["source_model"], reference["source_cache"])
+    assert resumed["pretrain_s"] > 0
+
+
+def test_a_signal_outside_the_loop_stops_at_once_and_the_run_resumes(make_cfg, tmp_path, monkeypatch):
+    cfg = make_cfg("cache_dir=null")
+    reference = train(cfg, tmp_path / "reference")
+    with monkeypatch.context() as patch:
+        evaluate_run = pipeline.evaluate_run
+
+        def interrupted_evaluation(*args):
+            os.kill(os.getpid(), signal.SIGINT)
+            return evaluate_run(*args)
+
+        patch.setattr(pipeline, "evaluate_run", interrupted_evaluation)
+        with pytest.raises(Interrupted, match=f"^stopped by SIGINT; resume with: aetl train resume={tmp_path / 'run'}$"):
+            train(cfg, tmp_path / "run")
+    assert not (tmp_path / "run" / "summary.json").exists()
+    resumed = train(cfg, tmp_path / "run")
+    assert [resumed[k] for k in FIGURES] == [reference[k] for k in FIGURES]
+    assert without_time(read_metrics(tmp_path / "run")) == without_time(read_metrics(tmp_path / "reference"))
