@@ -129,3 +129,18 @@ def test_two_job_sweep_through_the_submitit_local_executor(tmp_path):
         assert json.loads((job / "summary.json").read_text())["strategy"] == strategy
         assert (job / ".hydra" / "config.yaml").is_file()
     assert (tmp_path / "sweep" / ".submitit").is_dir()  # submitit ran the jobs, not the basic launcher
+
+
+def test_sweeps_started_in_the_same_second_get_their_own_dirs(tmp_path):
+    """Also through submitit, whose jobs resolve the sweep dir again in their own processes."""
+    args = [AETL, "train", "-m", *TINY, "model=mlp", "model.hidden=[8]", "model.latent_dim=2", "cache_dir=null",
+            "trainer.pretrain.steps=5", "trainer.transfer.steps=5", "seed=0,1"]
+    sweeps = [subprocess.Popen([*args, *launcher], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+              for launcher in ([], ["hydra/launcher=local"])]
+    assert [p.wait(timeout=300) for p in sweeps] == [0, 0]
+    dirs = sorted(p.parent for p in tmp_path.glob("multirun/*/*/multirun.yaml"))
+    if len(dirs) == 2 and dirs[0].name[:8] == dirs[1].name[:8]:  # the same second: one of them is HH-MM-SS_1
+        assert dirs[1].name == dirs[0].name + "_1"
+    assert len(dirs) == 2
+    for sweep in dirs:
+        assert [json.loads((sweep / str(i) / "summary.json").read_text())["seed"] for i in (0, 1)] == [0, 1]
