@@ -129,17 +129,16 @@ def check_overrides(command: str, args: list[str]) -> DictConfig | None:
         fail(f"cannot parse the overrides: {str(err).strip().splitlines()[0]}")
     plain = []
     for o in parsed:
-        if o.key_or_group == "hydra.searchpath":  # where configs of the user's own are found
-            plain.append(o.input_line)
-            continue
-        if o.is_hydra_override() or (o.is_sweep_override() and not o.is_discrete_sweep()):
-            continue
-        if o.is_sweep_override() and not multirun:
+        sweep = o.is_sweep_override()
+        untried = sweep and (not o.is_discrete_sweep() or o.value_type.name == "GLOB_CHOICE_SWEEP")
+        if sweep and not multirun and not o.is_hydra_override():
             fail(f"{o.input_line} is a sweep: add -m to run one job per value, or quote the value "
                  f"({o.key_or_group}='...') to pass it as one string")
-        if o.is_sweep_override():
-            if o.value_type.name == "GLOB_CHOICE_SWEEP":
-                continue
+        if o.key_or_group == "hydra.searchpath":  # where configs of the user's own are found
+            plain.append(o.input_line)
+        elif o.is_hydra_override() or untried:
+            continue  # Hydra's own settings; sweeps with no first value to try (interval, glob)
+        elif sweep:
             plain.append(f"{o.get_key_element()}={next(iter(o.sweep_string_iterator()))}")
         else:
             plain.append(o.input_line)

@@ -40,6 +40,7 @@ def run_cli(tmp_path, monkeypatch, capsys, *args):
                           "job` shows the keys, and +model.latnt_dim=... adds a new one"),
     ("sed=1", "sed is not a config key (did you mean seed?)"),
     ("strategy=scratch,concat", "strategy=scratch,concat is a sweep: add -m to run one job per value"),
+    ("trainer.transfer.lr=interval(0.001,0.1)", "trainer.transfer.lr=interval(0.001,0.1) is a sweep: add -m"),
     ("trainer.lr=[", "cannot parse the overrides: no viable alternative at input '['"),
 ])
 def test_unknown_names_and_keys_are_one_line_before_anything_runs(tmp_path, monkeypatch, capsys, override, message):
