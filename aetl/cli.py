@@ -8,7 +8,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -165,6 +165,9 @@ def check_overrides(command: str, args: list[str]) -> DictConfig | None:
             fail(f"{name} is not a config key{suggest(name, siblings or keys)}; "
                  f"`aetl {command} --cfg job` shows the keys, and +{name}=... adds a new one")
         fail(message.splitlines()[0])
+    missing = [key for key, node in config_nodes(cfg) if node._is_missing()]
+    if missing:
+        fail(f"{missing[0]} needs a value (it is ??? in the config); add {missing[0]}=... to the command")
     return None if multirun else cfg
 
 
@@ -177,25 +180,26 @@ def suggest(name: str, candidates: list[str]) -> str:
 def config_keys(command: str, overrides: list[str]) -> list[str]:
     """Every dotted key of the composed config (empty if it does not compose)."""
     from hydra import compose, initialize_config_module
-    from omegaconf import DictConfig
 
     try:
         with initialize_config_module("aetl.configs", version_base="1.3"):
             cfg = compose(command, overrides=overrides)
     except Exception:  # noqa: BLE001 - only a suggestion is lost
         return []
+    return [key for key, _ in config_nodes(cfg)]
 
-    def walk(node: DictConfig, prefix: str) -> list[str]:
-        keys = []
-        for key in node.keys():
-            dotted = f"{prefix}{key}"
-            keys.append(dotted)
-            child = node._get_node(key)
-            if isinstance(child, DictConfig):
-                keys.extend(walk(child, f"{dotted}."))
-        return keys
 
-    return walk(cfg, "")
+def config_nodes(node: DictConfig, prefix: str = "") -> list[tuple[str, Any]]:
+    """(dotted key, node) for every node below node, without resolving interpolations."""
+    from omegaconf import DictConfig
+
+    found = []
+    for key in node.keys():
+        child = node._get_node(key)
+        found.append((f"{prefix}{key}", child))
+        if isinstance(child, DictConfig):
+            found.extend(config_nodes(child, f"{prefix}{key}."))
+    return found
 
 
 def quiet_rank_overrides() -> list[str]:

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import InterpolationToMissingValueError, MissingMandatoryValue
 
 from aetl.distributed import SINGLE, World
 from aetl.errors import AetlError, Interrupted, in_multirun
@@ -35,7 +36,10 @@ NOT_IDENTITY = ("trainer.progress", "trainer.threads", "trainer.checkpoint_every
 
 def identity(cfg: DictConfig) -> dict:
     """The resolved config minus NOT_IDENTITY: a run resumes only under the config it started with."""
-    plain = OmegaConf.to_container(cfg, resolve=True)
+    try:
+        plain = OmegaConf.to_container(cfg, resolve=True)
+    except (MissingMandatoryValue, InterpolationToMissingValueError) as err:
+        raise AetlError(f"a config value is missing ({str(err).splitlines()[0]}); set it on the command line") from None
     for dotted in NOT_IDENTITY:
         *parents, leaf = dotted.split(".")
         node = plain

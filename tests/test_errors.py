@@ -39,6 +39,8 @@ def run_cli(tmp_path, monkeypatch, capsys, *args):
     ("model.latnt_dim=3", "model.latnt_dim is not a config key (did you mean model.latent_dim?); `aetl train --cfg "
                           "job` shows the keys, and +model.latnt_dim=... adds a new one"),
     ("sed=1", "sed is not a config key (did you mean seed?)"),
+    ("data/target=folder", "data.target.root needs a value (it is ??? in the config); add data.target.root=... to "
+                           "the command"),
     ("strategy=scratch,concat", "strategy=scratch,concat is a sweep: add -m to run one job per value"),
     ("trainer.transfer.lr=interval(0.001,0.1)", "trainer.transfer.lr=interval(0.001,0.1) is a sweep: add -m"),
     ("trainer.lr=[", "cannot parse the overrides: no viable alternative at input '['"),
@@ -47,6 +49,11 @@ def test_unknown_names_and_keys_are_one_line_before_anything_runs(tmp_path, monk
     status, lines = run_cli(tmp_path, monkeypatch, capsys, "train", override)
     assert status == 2 and len(lines) == 1
     assert lines[0].startswith(f"aetl train: {message}")
+
+
+def test_a_value_left_out_is_one_line_in_process_too(make_cfg, tmp_path):
+    with pytest.raises(AetlError, match=r"a config value is missing \(.*data.target.root\); set it on the command"):
+        train(make_cfg("data/target=folder"), tmp_path)
 
 
 def test_a_sweep_is_checked_with_its_first_value(tmp_path, monkeypatch, capsys):
