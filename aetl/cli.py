@@ -8,7 +8,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -68,43 +68,61 @@ def refuse(command: str, message: str) -> NoReturn:
 
 
 def resume_overrides(args: list[str]) -> list[str]:
-    """`resume=<dir>` -> the overrides that run started with, then the other args, then
-    hydra.run.dir=<dir>."""
+    """`resume=<dir>` -> the overrides that run started with (kept in its last.pt, else
+    in .hydra/overrides.yaml), then the other args, then hydra.run.dir=<dir>."""
     import yaml
 
     given = [a for a in args if a.startswith("resume=")]
     if not given:
         return args
+    if any(a in ("-m", "--multirun") for a in args):
+        refuse("train", "resume= carries on one run; to resume a sweep, run it again with hydra.sweep.dir=<its dir>")
     root = Path(given[-1].split("=", 1)[1]).expanduser()
-    saved = root / ".hydra" / "overrides.yaml"
-    if not saved.is_file():
-        refuse("train", f"resume={root} is not the dir of an aetl train run (it has no .hydra/overrides.yaml); "
-               "pass the run dir an interrupted run wrote")
-    started = [str(o) for o in yaml.safe_load(saved.read_text()) or []]
+    started = last_checkpoint(root).get("context", {}).get("overrides")
+    if started is None:
+        saved = root / ".hydra" / "overrides.yaml"
+        if not saved.is_file():
+            refuse("train", f"resume={root} is not the dir of an aetl train run (it has no .hydra/overrides.yaml); "
+                   "pass the run dir an interrupted run wrote")
+        started = yaml.safe_load(saved.read_text()) or []
     rest = [a for a in args if not a.startswith("resume=")]
-    return [*started, *rest, f"hydra.run.dir={hydra_value(str(root))}"]
+    return [*map(str, started), *rest, f"hydra.run.dir={hydra_value(str(root))}"]
+
+
+def last_checkpoint(root: Path) -> dict:
+    """The last.pt of a run dir ({} when there is none or it does not load)."""
+    from aetl.errors import AetlError
+    from aetl.rundir import load_checkpoint
+
+    try:
+        return load_checkpoint(root / "checkpoints" / "last.pt")
+    except AetlError:
+        return {}
 
 
 def check_run_dir(args: list[str], cfg: DictConfig) -> None:
     """Refuse, before Hydra writes into it, a hydra.run.dir that holds a finished run, or
-    an interrupted one that another config started."""
+    an interrupted one that another config started. (Rank 0 only: under torchrun the
+    other ranks write elsewhere.)"""
     from hydra.core.override_parser.overrides_parser import OverridesParser
-    from omegaconf import OmegaConf
 
+    from aetl.errors import AetlError
     from aetl.resume import changed_config, differences, finished_run, identity
 
     parsed = OverridesParser.create().parse_overrides([a for a in args if not a.startswith("-")])
     dirs = [str(o.value()) for o in parsed if o.key_or_group == "hydra.run.dir"]
-    if not dirs:
+    if not dirs or os.environ.get("RANK", "0") != "0":
         return
     root = Path(dirs[-1])
     if (root / "summary.json").is_file():
         refuse("train", finished_run(root))
-    started = root / ".hydra" / "config.yaml"
-    if started.is_file() and (root / "checkpoints" / "last.pt").is_file():
-        changed = differences(identity(OmegaConf.load(started)), identity(cfg))
-        if changed:
-            refuse("train", changed_config(root, changed))
+    saved = last_checkpoint(root).get("identity")
+    try:
+        changed = differences(saved, identity(cfg)) if saved is not None else []
+    except AetlError:
+        return  # the job reports it
+    if changed:
+        refuse("train", changed_config(root, changed))
 
 
 def check_overrides(command: str, args: list[str]) -> DictConfig | None:
@@ -119,6 +137,8 @@ def check_overrides(command: str, args: list[str]) -> DictConfig | None:
     from hydra import compose, initialize_config_module
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException, MissingConfigException
+
+    from aetl.resume import missing_values, needs_value
 
     def fail(message: str) -> NoReturn:
         refuse(command, message)
@@ -165,9 +185,9 @@ def check_overrides(command: str, args: list[str]) -> DictConfig | None:
             fail(f"{name} is not a config key{suggest(name, siblings or keys)}; "
                  f"`aetl {command} --cfg job` shows the keys, and +{name}=... adds a new one")
         fail(message.splitlines()[0])
-    missing = [key for key, node in config_nodes(cfg) if node._is_missing()]
+    missing = missing_values(cfg)
     if missing:
-        fail(f"{missing[0]} needs a value (it is ??? in the config); add {missing[0]}=... to the command")
+        fail(needs_value(missing[0]))
     return None if multirun else cfg
 
 
@@ -181,25 +201,14 @@ def config_keys(command: str, overrides: list[str]) -> list[str]:
     """Every dotted key of the composed config (empty if it does not compose)."""
     from hydra import compose, initialize_config_module
 
+    from aetl.resume import config_nodes
+
     try:
         with initialize_config_module("aetl.configs", version_base="1.3"):
             cfg = compose(command, overrides=overrides)
     except Exception:  # noqa: BLE001 - only a suggestion is lost
         return []
     return [key for key, _ in config_nodes(cfg)]
-
-
-def config_nodes(node: DictConfig, prefix: str = "") -> list[tuple[str, Any]]:
-    """(dotted key, node) for every node below node, without resolving interpolations."""
-    from omegaconf import DictConfig
-
-    found = []
-    for key in node.keys():
-        child = node._get_node(key)
-        found.append((f"{prefix}{key}", child))
-        if isinstance(child, DictConfig):
-            found.extend(config_nodes(child, f"{prefix}{key}."))
-    return found
 
 
 def quiet_rank_overrides() -> list[str]:

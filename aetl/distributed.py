@@ -56,7 +56,6 @@ class World:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
-
     def first(self, value: object) -> object:
         """The first value that is not None over the ranks (rank order), on every rank."""
         if not self.distributed:

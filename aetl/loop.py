@@ -52,12 +52,13 @@ class Loop:
 
     make_optimizer: Callable = torch.optim.Adam  # param groups -> optimiser
     eval_every: int = 50     # steps between train-loss and validation-MSE lines
-    progress: bool = False   # tqdm bars (when stderr is a terminal)
+    bars: bool = False       # tqdm progress bars (when stderr is a terminal)
     precision: str = "fp32"  # fp32 | bf16 (autocast)
     compile: bool = False    # torch.compile the training step
     world: World = SINGLE
     checkpoint_every: int = 0  # steps between saves of last.pt (0: only at the end of a phase)
-    signals: "StopSignals | None" = None  # SIGTERM/SIGINT/SIGUSR2 stop at the next step, after a save
+    signals: "StopSignals | None" = None  # SIGTERM/SIGINT/SIGUSR2: save last.pt and stop after this step
+                                          # (under torchrun: at the next logging point)
 
     @classmethod
     def from_config(cls, trainer: DictConfig, device: torch.device, world: World = SINGLE) -> "Loop":
@@ -78,8 +79,9 @@ class Loop:
 
         Logged steps count on from first_step, so the phases of one transfer share one step
         axis. Under torchrun every rank draws the same batches and trains on its slice of each.
-        With progress, last.pt is written every checkpoint_every steps, at the end, and when a
-        signal asks to stop; a phase progress holds a checkpoint of carries on from it."""
+        With progress, the loop writes last.pt every checkpoint_every steps, at the end of the
+        phase and before stopping for a signal, and a phase that last.pt is in carries on
+        from it."""
         if phase.steps < 0 or phase.batch_size < 1:
             raise AetlError(f"{phase.name}: steps must be >= 0 and batch_size >= 1, got {phase.steps} and "
                             f"{phase.batch_size}")
@@ -98,37 +100,26 @@ class Loop:
         per_epoch = len(x) // bs  # the last partial batch is dropped: every step has one shape
         running: dict[str, torch.Tensor] = {}  # summed on the device, read only when logging
         since_log = start = 0
-        saved = progress.state(phase.name, first_step) if progress else None
-        if saved:
-            model.load_state_dict(saved["model"])
-            optimizer.load_state_dict(saved["optimizer"])
-            gen.set_state(saved["generator"])
-            set_rng_states(saved["rng"])
-            perm = saved["perm"].to(x.device)
-            running = {k: v.to(x.device) for k, v in saved["running"].items()}
-            since_log, start = saved["since_log"], saved["step"]
+        perm = torch.empty(0, dtype=torch.long, device=x.device)  # this epoch's shuffle
+        resumed = progress.state(phase.name, first_step) if progress else None
+        if resumed:
+            perm, running, since_log, start = _restore(resumed, model, optimizer, gen, x.device)
 
         def checkpoint(step: int) -> Path | None:
+            """last.pt after this step (rank 0 writes it), if this run keeps one."""
             if progress is None:
                 return None
             if not all(torch.isfinite(t).all() for t in [*running.values(), *model.parameters()]):
-                raise AetlError(f"{phase.name}: the loss or the weights became inf or nan by step {step}; "
+                raise AetlError(f"{phase.name}: the loss or the weights became inf or nan by step {first_step + step}; "
                                 "lower the learning rate (the last good checkpoint is kept)")
             return progress.save(phase.name, first_step, step, model, {
                 "optimizer": optimizer.state_dict(), "generator": gen.get_state(), "perm": perm,
                 "running": running, "since_log": since_log})
 
-        def stop_if_asked(step: int, logging_point: bool, saved: bool) -> None:
-            if self._stop_requested(logging_point):
-                path = checkpoint(step) if not saved else progress and progress.path
-                name = signal.Signals(self.signals.received).name
-                self.signals.stop(f"stopped by {name} at {phase.name} step {first_step + step}; saved {path}; "
-                                  f"{resume_hint(run.root)}" if self.world.is_main else None)
-
         bar = tqdm(range(start + 1, phase.steps + 1), desc=phase.name, initial=start, total=phase.steps,
-                   disable=None if self.progress else True, leave=False)
+                   disable=None if self.bars else True, leave=False)
         if self.signals:
-            self.signals.in_loop = True  # a signal now waits for the next step
+            self.signals.in_loop = True  # a signal now waits for the end of the step
         try:
             for step in bar:
                 epoch, i = divmod(step - 1, per_epoch)
@@ -149,17 +140,21 @@ class Loop:
                 if logging_point:
                     means = {k: (v / since_log).item() for k, v in self.world.mean(running).items()}
                     if not all(map(math.isfinite, means.values())):
-                        raise AetlError(f"{phase.name}: the loss became {means['train_loss']} by step {step}; "
-                                        "lower the learning rate (the last good checkpoint is kept)")
+                        raise AetlError(f"{phase.name}: the loss became {means['train_loss']} by step "
+                                        f"{first_step + step}; lower the learning rate (the last good checkpoint "
+                                        "is kept)")
                     val_mse = recon_errors(model, val_x).mean().item() if len(val_x) else float("nan")
                     run.log_metrics(phase.name, epoch=epoch, step=first_step + step, **means, val_mse=val_mse)
                     running.clear()
                     since_log = 0
-                if step == phase.steps or (self.checkpoint_every and step % self.checkpoint_every == 0):
-                    checkpoint(step)
-                    stop_if_asked(step, logging_point, saved=True)
-                else:
-                    stop_if_asked(step, logging_point, saved=False)
+                due = step == phase.steps or (self.checkpoint_every and step % self.checkpoint_every == 0)
+                path = checkpoint(step) if due else None
+                if self._stop_requested(logging_point):
+                    path = path or checkpoint(step)
+                    name = signal.Signals(self.signals.received).name
+                    saved = f"saved {path}" if path else "nothing saved"
+                    self.signals.stop(f"stopped by {name} at {phase.name} step {first_step + step}; {saved}; "
+                                      f"{resume_hint(run.root)}" if self.world.is_main else None)
         finally:
             if self.signals:
                 self.signals.in_loop = False
@@ -214,6 +209,18 @@ class Objective(nn.Module):
         for term in self.terms:
             losses.update(term(step))
         return losses
+
+
+def _restore(state: dict, model: nn.Module, optimizer: torch.optim.Optimizer, gen: torch.Generator,
+             device: torch.device) -> tuple[torch.Tensor, dict[str, torch.Tensor], int, int]:
+    """Put a phase back where last.pt left it; returns the epoch's shuffle, the loss sums
+    since the last log line, their count, and the steps done."""
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    gen.set_state(state["generator"])
+    set_rng_states(state["rng"])
+    running = {k: v.to(device) for k, v in state["running"].items()}
+    return state["perm"].to(device), running, state["since_log"], state["step"]
 
 
 def _source_batch(source: "Split | None", n: int, gen: torch.Generator, world: World) -> tuple:

@@ -1,11 +1,13 @@
 """Resuming an interrupted run: checkpoints/last.pt, and stopping cleanly on a signal.
 
-Every `trainer.checkpoint_every` steps, at the end of every phase, and at the first step
-after SIGTERM, SIGINT or SIGUSR2 (what SLURM and submitit send before a time limit or a
-preemption; Ctrl-C), the loop writes last.pt: the model, the optimiser, the batch
-generator and the epoch's shuffle, the global RNG states, the loss sums since the last
-log line, which phase and step it reached, where the source model came from, and how
-long metrics.jsonl was. `aetl train` in a run dir that holds a last.pt (the same
+Every `trainer.checkpoint_every` steps, at the end of every phase, and after the step in
+which SIGTERM, SIGINT or SIGUSR2 came (what SLURM and submitit send before a time limit
+or a preemption; Ctrl-C; under torchrun at the next logging point, where the ranks
+agree), the loop writes last.pt: the model, the optimiser, the batch generator and the
+epoch's shuffle, the global RNG states, the loss sums since the last log line, which
+phase and step it reached, where the source model came from, the command's overrides,
+and how long metrics.jsonl was. A signal while no step runs (loading data, evaluating)
+stops the job at once, and it resumes from the last.pt it has. `aetl train` in a run dir that holds a last.pt (the same
 `hydra.run.dir`, `resume=<dir>`, or a requeued submitit job) carries on from there:
 metrics.jsonl is cut back to that length, so no line is lost or written twice, and the
 figures come out as an uninterrupted run's.
@@ -14,14 +16,14 @@ figures come out as an uninterrupted run's.
 from __future__ import annotations
 
 import logging
+import shlex
 import signal
 import threading
 from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import InterpolationToMissingValueError, MissingMandatoryValue
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from aetl.distributed import SINGLE, World
 from aetl.errors import AetlError, Interrupted, in_multirun
@@ -36,10 +38,10 @@ NOT_IDENTITY = ("trainer.progress", "trainer.threads", "trainer.checkpoint_every
 
 def identity(cfg: DictConfig) -> dict:
     """The resolved config minus NOT_IDENTITY: a run resumes only under the config it started with."""
-    try:
-        plain = OmegaConf.to_container(cfg, resolve=True)
-    except (MissingMandatoryValue, InterpolationToMissingValueError) as err:
-        raise AetlError(f"a config value is missing ({str(err).splitlines()[0]}); set it on the command line") from None
+    missing = missing_values(cfg)
+    if missing:
+        raise AetlError(needs_value(missing[0]))
+    plain = OmegaConf.to_container(cfg, resolve=True)
     for dotted in NOT_IDENTITY:
         *parents, leaf = dotted.split(".")
         node = plain
@@ -47,6 +49,28 @@ def identity(cfg: DictConfig) -> dict:
             node = node.get(key, {})
         node.pop(leaf, None)
     return plain
+
+
+def config_nodes(node: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """(dotted key, node) for every node below a DictConfig or ListConfig, unresolved."""
+    found = []
+    keys = node.keys() if isinstance(node, DictConfig) else range(len(node))
+    for key in keys:
+        child = node._get_node(key)
+        dotted = f"{prefix}{key}" if isinstance(node, DictConfig) else f"{prefix.rstrip('.')}[{key}]"
+        found.append((dotted, child))
+        if isinstance(child, (DictConfig, ListConfig)):
+            found.extend(config_nodes(child, f"{dotted}."))
+    return found
+
+
+def missing_values(cfg: DictConfig) -> list[str]:
+    """The keys left at ??? (a value the user must give)."""
+    return [key for key, node in config_nodes(cfg) if node._is_missing()]
+
+
+def needs_value(key: str) -> str:
+    return f"{key} needs a value (it is ??? in the config); add {key}=... to the command"
 
 
 def differences(a: Any, b: Any, prefix: str = "") -> list[str]:
@@ -65,8 +89,9 @@ class StopSignals:
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2)
 
-    def __init__(self, run_root: Path) -> None:
+    def __init__(self, run_root: Path, quiet: bool = False) -> None:
         self.run_root = run_root
+        self.quiet = quiet  # log nothing (the ranks other than 0)
         self.received: int | None = None
         self.in_loop = False  # set by Loop.run: then the loop decides when to stop
         self.previous: dict[int, Any] = {}
@@ -85,9 +110,12 @@ class StopSignals:
     def _handle(self, signum: int, frame: object) -> None:
         if self.received == signal.SIGINT and signum == signal.SIGINT:
             raise KeyboardInterrupt
+        if self.received == signal.SIGUSR2 and signum == signal.SIGTERM:
+            return  # a requeue (SIGUSR2 to submitit) is pending: a SIGTERM with it must not cancel it
         self.received = signum
         if not self.in_loop:
-            self.stop(f"stopped by {signal.Signals(signum).name}; {resume_hint(self.run_root)}")
+            self.stop(None if self.quiet else f"stopped by {signal.Signals(signum).name}; "
+                                              f"{resume_hint(self.run_root)}")
 
     def stop(self, message: str | None) -> None:
         """After the checkpoint: hand SIGUSR2 to submitit's handler when it has one (it requeues
@@ -106,8 +134,8 @@ class StopSignals:
 def resume_hint(run_root: Path) -> str:
     """How to carry a stopped run on: its run dir, or its sweep run again."""
     if in_multirun():
-        return f"resume the sweep by running it again with hydra.sweep.dir={run_root.parent}"
-    return f"resume with: aetl train resume={run_root}"
+        return f"resume the sweep by running it again with hydra.sweep.dir={shlex.quote(str(run_root.parent))}"
+    return f"resume with: aetl train resume={shlex.quote(str(run_root))}"
 
 
 def finished_run(root: Path) -> str:
@@ -116,7 +144,7 @@ def finished_run(root: Path) -> str:
 
 def changed_config(root: Path, changed: list[str]) -> str:
     return (f"{root} was started with another config (it differs in {', '.join(changed[:5])}); resume it with "
-            f"`aetl train resume={root}` or choose a new run dir")
+            f"`aetl train resume={shlex.quote(str(root))}` or choose a new run dir")
 
 
 class Progress:
@@ -125,10 +153,10 @@ class Progress:
     `context` is what the pipeline adds to every save (the source model's provenance,
     when the transfer started); `saved` is the checkpoint this job resumes from, if any."""
 
-    def __init__(self, run: Run, cfg: DictConfig, world: World = SINGLE) -> None:
+    def __init__(self, run: Run, cfg: DictConfig, world: World = SINGLE, overrides: list[str] | None = None) -> None:
         self.run = run
         self.identity = identity(cfg)
-        self.context: dict = {}
+        self.context: dict = {"overrides": overrides}  # what `aetl train resume=` replays
         self.path = run.checkpoints / LAST
         saved: dict | AetlError | None = None
         if world.is_main:

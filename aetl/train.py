@@ -31,26 +31,28 @@ register_resolvers()
 @hydra.main(version_base="1.3", config_path="pkg://aetl.configs", config_name="train")
 @reports_errors
 def main(cfg: DictConfig) -> dict:
-    return train(cfg, Path(HydraConfig.get().runtime.output_dir))
+    hydra_cfg = HydraConfig.get()
+    return train(cfg, Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task))
 
 
-def train(cfg: DictConfig, out_dir: Path) -> dict:
-    """Run the whole pipeline into out_dir and return the summary (what sweepers optimise)."""
+def train(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) -> dict:
+    """Run the whole pipeline into out_dir and return the summary (what sweepers optimise).
+    overrides: the command line's, kept in last.pt for `aetl train resume=`."""
     world, device = join(cfg.trainer.device)
     try:
-        with StopSignals(out_dir) as signals:
-            return _train(cfg, out_dir, world, device or pick_device(cfg.trainer.device), signals)
+        with StopSignals(out_dir, quiet=not world.is_main) as signals:
+            return _train(cfg, out_dir, world, device or pick_device(cfg.trainer.device), signals, overrides)
     finally:
         leave()
 
 
 def _train(cfg: DictConfig, out_dir: Path, world: World, device: torch.device,
-           signals: StopSignals | None = None) -> dict:
+           signals: StopSignals | None = None, overrides: list[str] | None = None) -> dict:
     run = Run(out_dir, enabled=world.is_main)
     if in_multirun() and (run.root / "summary.json").is_file():  # a sweep run again into its own dir
         log.info("%s already holds a finished run: kept as it is", run.root)
         return json.loads((run.root / "summary.json").read_text())
-    progress = Progress(run, cfg, world)  # resumes from checkpoints/last.pt when the run dir has one
+    progress = Progress(run, cfg, world, overrides)  # resumes from checkpoints/last.pt when the dir has one
     loop = Loop.from_config(cfg.trainer, device, world)  # checks the trainer's numbers first
     loop.signals = signals
     if cfg.trainer.threads:

@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -55,3 +56,29 @@ def test_two_ranks_resume_a_run_a_signal_stopped(make_cfg, tmp_path, monkeypatch
     # 4e-4 (relative) in source_mse here: float summation order, amplified by Adam.
     for key in ("target_mse", "target_val_mse", "source_mse", "target_acc"):
         assert resumed[key] == pytest.approx(single[key], rel=1e-3, abs=1e-6), key
+
+
+def test_a_signal_to_one_rank_stops_every_rank_with_a_checkpoint(tmp_path):
+    """Only rank 1 gets SIGTERM; rank 0 learns of it at the next logging point, saves
+    last.pt and both stop after the same step. torchrun then resumes the run."""
+    from test_resume import processes, wait_for_step
+
+    overrides = [*TINY, *TINY_MODEL, "cache_dir=null", "trainer.pretrain.steps=700", "trainer.eval_every=10"]
+    command = [TORCHRUN, "--standalone", "--nproc_per_node=2", "-m", "aetl", "train", *overrides, "hydra.run.dir=run"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    first = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_step(tmp_path / "run", "pretrain", 150, first)
+    (rank1,) = [pid for pid, cmdline in processes() if "aetl\0train\0" in cmdline and "\0RANK=1\0" in
+                "\0" + Path(f"/proc/{pid}/environ").read_text(errors="replace")]
+    os.kill(rank1, signal.SIGTERM)
+    _, err = first.communicate(timeout=120)
+    assert first.returncode != 0
+    log = (tmp_path / "run" / "run.log").read_text()
+    stopped = [line for line in log.splitlines() if "stopped by SIGTERM at pretrain step" in line]
+    assert len(stopped) == 1, err[-2000:]  # rank 0 reports it (rank 1 writes no run dir)
+    step = int(stopped[0].split("pretrain step ")[1].split(";")[0])
+    assert step % 10 == 0  # a logging point, where the ranks agree
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert steps[:70] == list(range(10, 701, 10)) and (tmp_path / "run" / "summary.json").is_file()

@@ -14,6 +14,7 @@ from aetl import cli
 from aetl.domains import folder
 from aetl.errors import AetlError, reports_errors, user_error
 from aetl.loop import Objective
+from aetl.resume import identity
 from aetl.rundir import load_checkpoint
 from aetl.train import train
 
@@ -52,8 +53,9 @@ def test_unknown_names_and_keys_are_one_line_before_anything_runs(tmp_path, monk
 
 
 def test_a_value_left_out_is_one_line_in_process_too(make_cfg, tmp_path):
-    with pytest.raises(AetlError, match=r"a config value is missing \(.*data.target.root\); set it on the command"):
+    with pytest.raises(AetlError, match=r"^data.target.root needs a value \(it is \?\?\? in the config\); add "):
         train(make_cfg("data/target=folder"), tmp_path)
+    assert not (tmp_path / "metrics.jsonl").exists()
 
 
 def test_a_sweep_is_checked_with_its_first_value(tmp_path, monkeypatch, capsys):
@@ -125,23 +127,27 @@ def test_debug_flag_shows_the_traceback(monkeypatch, caplog):
 
 def test_a_run_dir_started_with_another_config_is_refused_before_hydra_writes(make_cfg, tmp_path, monkeypatch,
                                                                               capsys):
-    from omegaconf import OmegaConf
-
     from conftest import TINY, TINY_MODEL
 
     run = tmp_path / "run dir"
     (run / ".hydra").mkdir(parents=True)
-    OmegaConf.save(make_cfg(), run / ".hydra" / "config.yaml")
+    (run / ".hydra" / "config.yaml").write_text("what Hydra wrote\n")
+    torch.save({"model": {}, "identity": identity(make_cfg())}, run / "last.pt")
     (run / "checkpoints").mkdir()
-    (run / "checkpoints" / "last.pt").write_bytes(b"an interrupted run's")
-    before = (run / ".hydra" / "config.yaml").read_text()
+    (run / "last.pt").rename(run / "checkpoints" / "last.pt")
     status, lines = run_cli(tmp_path, monkeypatch, capsys, "train", *TINY, *TINY_MODEL, "seed=1",
                             "trainer.progress=true", f"hydra.run.dir='{run}'")
     assert status == 2 and lines == [f"aetl train: {run} was started with another config (it differs in seed); "
-                                     f"resume it with `aetl train resume={run}` or choose a new run dir"]
-    assert (run / ".hydra" / "config.yaml").read_text() == before
+                                     f"resume it with `aetl train resume='{run}'` or choose a new run dir"]
+    assert (run / ".hydra" / "config.yaml").read_text() == "what Hydra wrote\n"
     cli.check_run_dir([f"hydra.run.dir='{run}'"], make_cfg("seed=0", "trainer.checkpoint_every=1"))  # the same run
     (run / "summary.json").write_text("{}")
     status, lines = run_cli(tmp_path, monkeypatch, capsys, "train", *TINY, *TINY_MODEL, f"hydra.run.dir='{run}'")
     assert status == 2 and lines == [f"aetl train: {run} already holds a finished run; leave hydra.run.dir out "
                                      "(or choose a new dir) to start another"]
+
+
+def test_resume_is_for_one_run(tmp_path, monkeypatch, capsys):
+    status, lines = run_cli(tmp_path, monkeypatch, capsys, "train", "-m", f"resume={tmp_path}")
+    assert status == 2 and lines == ["aetl train: resume= carries on one run; to resume a sweep, run it again with "
+                                     "hydra.sweep.dir=<its dir>"]
