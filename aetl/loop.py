@@ -167,7 +167,10 @@ class Loop:
         if self.world.distributed:
             if not logging_point:
                 return False
-            self.signals.received = self.world.first(self.signals.received)
+            agreed = self.world.first(self.signals.received)
+            if agreed is None:  # (a signal that came during the gather is agreed on next time)
+                return False
+            self.signals.received = agreed
         return self.signals.received is not None
 
     def _objective(self, model: AutoEncoder, phase: Phase) -> nn.Module:
