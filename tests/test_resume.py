@@ -153,7 +153,7 @@ def test_kill_anywhere_and_resume_gives_the_uninterrupted_figures(tmp_path):
     second.kill()
     second.wait()
     third = start("resume=run")  # the shortcut: the overrides the run started with
-    wait_for_step(run, "transfer", rng.randrange(200, 280), third)
+    wait_for_step(run, "transfer", rng.randrange(200, 250), third)
     third.send_signal(signal.SIGTERM)
     _, err = third.communicate(timeout=60)
     assert third.returncode == 143, err
