@@ -20,8 +20,8 @@ from aetl.errors import AetlError
 from aetl.evaluate import recon_errors
 from aetl.losses import Step
 from aetl.models import AutoEncoder
-from aetl.resume import resume_hint, set_rng_states
-from aetl.rundir import Run
+from aetl.resume import set_rng_states
+from aetl.rundir import Run, resume_hint
 
 if TYPE_CHECKING:
     from pathlib import Path

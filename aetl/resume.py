@@ -7,10 +7,12 @@ agree), the loop writes last.pt: the model, the optimiser, the batch generator a
 epoch's shuffle, the global RNG states, the loss sums since the last log line, which
 phase and step it reached, where the source model came from, the command's overrides,
 and how long metrics.jsonl was. A signal while no step runs (loading data, evaluating)
-stops the job at once, and it resumes from the last.pt it has. `aetl train` in a run dir that holds a last.pt (the same
-`hydra.run.dir`, `resume=<dir>`, or a requeued submitit job) carries on from there:
-metrics.jsonl is cut back to that length, so no line is lost or written twice, and the
-figures come out as an uninterrupted run's.
+stops the job at once, and it resumes from the last.pt it has.
+
+`aetl train` in a run dir that holds a last.pt (the same `hydra.run.dir`, `resume=<dir>`,
+or a requeued submitit job) carries on from there: metrics.jsonl is cut back to that
+length, so no line is lost or written twice, and the figures come out as an
+uninterrupted run's.
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from aetl.distributed import SINGLE, World
-from aetl.errors import AetlError, Interrupted, in_multirun
-from aetl.rundir import Run, load_checkpoint
+from aetl.errors import AetlError, Interrupted
+from aetl.rundir import Run, load_checkpoint, resume_hint
 
 log = logging.getLogger(__name__)
 
@@ -131,13 +133,6 @@ class StopSignals:
         raise Interrupted(signum, message or "stopped")
 
 
-def resume_hint(run_root: Path) -> str:
-    """How to carry a stopped run on: its run dir, or its sweep run again."""
-    if in_multirun():
-        return f"resume the sweep by running it again with hydra.sweep.dir={shlex.quote(str(run_root.parent))}"
-    return f"resume with: aetl train resume={shlex.quote(str(run_root))}"
-
-
 def finished_run(root: Path) -> str:
     return f"{root} already holds a finished run; leave hydra.run.dir out (or choose a new dir) to start another"
 
@@ -172,8 +167,6 @@ class Progress:
             self.context = dict(self.saved["context"])
 
     def _load(self) -> dict | None:
-        if (self.run.root / "summary.json").is_file():
-            raise AetlError(finished_run(self.run.root))
         for leftover in self.run.checkpoints.glob(".*.pt.*"):  # temp files a kill left behind
             leftover.unlink()
         if not self.path.is_file():

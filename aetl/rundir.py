@@ -10,6 +10,7 @@ import json
 import math
 import os
 import pickle
+import shlex
 import tempfile
 import time
 import zipfile
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from aetl.errors import AetlError
+from aetl.errors import AetlError, in_multirun
 
 
 class Run:
@@ -47,7 +48,7 @@ class Run:
                 f.write(json.dumps(_jsonable(record)) + "\n")
         except OSError as err:  # a resume cuts a half-written line off again
             raise AetlError(f"could not write {self.metrics_path} ({err.strerror or err}); free some space "
-                            f"and resume with: aetl train resume={self.root}") from None
+                            f"and {resume_hint(self.root)}") from None
 
     def elapsed(self) -> float:
         """Seconds this run has been going, across resumes."""
@@ -114,6 +115,13 @@ def atomic_write(path: Path, write: Callable[[Any], Any]) -> None:
             raise AetlError(f"could not write {path} ({err.strerror or err}); free some space or fix the "
                             f"permissions and run again (any earlier {path.name} is kept)") from None
         raise
+
+
+def resume_hint(root: Path) -> str:
+    """How to carry a stopped run on: its run dir, or its sweep run again."""
+    if in_multirun():
+        return f"resume the sweep by running it again with hydra.sweep.dir={shlex.quote(str(root.parent))}"
+    return f"resume with: aetl train resume={shlex.quote(str(root))}"
 
 
 def load_checkpoint(path: str | Path) -> dict:

@@ -20,7 +20,7 @@ from aetl.loop import Loop, Phase
 from aetl.losses import AlignLoss, ClassifyLoss
 from aetl.models import AutoEncoder
 from aetl.pretrain import obtain_source, resumed_source
-from aetl.resume import Progress, StopSignals
+from aetl.resume import Progress, StopSignals, finished_run
 from aetl.rundir import Run, register_resolvers
 from aetl.strategies import Context
 
@@ -49,8 +49,10 @@ def train(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) ->
 def _train(cfg: DictConfig, out_dir: Path, world: World, device: torch.device,
            signals: StopSignals | None = None, overrides: list[str] | None = None) -> dict:
     run = Run(out_dir, enabled=world.is_main)
-    if in_multirun() and (run.root / "summary.json").is_file():  # a sweep run again into its own dir
-        log.info("%s already holds a finished run: kept as it is", run.root)
+    if (run.root / "summary.json").is_file():
+        if not in_multirun():
+            raise AetlError(finished_run(run.root))
+        log.info("%s already holds a finished run: kept as it is", run.root)  # a sweep run again into its dir
         return json.loads((run.root / "summary.json").read_text())
     progress = Progress(run, cfg, world, overrides)  # resumes from checkpoints/last.pt when the dir has one
     loop = Loop.from_config(cfg.trainer, device, world)  # checks the trainer's numbers first
