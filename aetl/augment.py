@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 from aetl.apps import load_run
 from aetl.data import load_pair
 from aetl.errors import reports_errors
+from aetl.fit import FitChoice
 from aetl.rundir import Run, register_resolvers
 from aetl.train import pick_device
 
@@ -32,8 +33,8 @@ def augment(cfg: DictConfig, out_dir: Path) -> dict:
     run = Run(out_dir)
     device = pick_device(cfg.device)
     model, trained = load_run(cfg.run, device)
-    pair = load_pair(trained.data, trained.seed, device)  # the run's own splits
     source = json.loads((Path(str(cfg.run)).expanduser() / "summary.json").read_text())
+    pair = load_pair(trained.data, trained.seed, device, fit=FitChoice.from_summary(source, "target"))  # the run's own
     summary = {"run": str(cfg.run), **{k: source.get(k) for k in KEPT}, **instantiate(cfg.app)(model, run, pair=pair)}
     run.write_summary(summary)
     return summary

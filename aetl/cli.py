@@ -18,6 +18,7 @@ COMMANDS = {
     "stylize": "style transfer with a trained run's autoencoder: run=<run dir> [content=<img>] [style=<img>]",
     "augment": "latent-space data augmentation with a trained run's autoencoder: run=<run dir> [app.mode=...]",
     "report": "aggregate run dirs and sweeps into a mean ± std table (Markdown, CSV) and plots",
+    "rank": "score candidate sources for a target before any transfer: which one to use, and whether it helps",
 }
 
 USAGE = """usage: aetl <command> [overrides] [hydra flags]

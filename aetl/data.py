@@ -1,4 +1,8 @@
-"""The source/target pair: load both domains, map them to one shape, split them.
+"""The source/target pair: load both domains, map them into one frame, split them.
+
+The source is mapped by its own fit. The target's fit may be chosen with the source
+model Mf (`fit: auto`, aetl.fit), so the target is loaded and split first
+(`load_target`) and mapped once Mf is there (`map_target`).
 
 The test and validation splits of each domain are drawn with `data.split_seed`,
 never with the run seed, so every seed and strategy is scored on the same images.
@@ -17,10 +21,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from aetl.domains import Domain
-from aetl.domains.shape import fit_images
+from aetl.domains.shape import Levels, fit_images
 from aetl.errors import AetlError
+from aetl.fit import FitChoice, source_fit, target_fit
+from aetl.models import AutoEncoder
 
 log = logging.getLogger(__name__)
+LEVEL_IMAGES = 4096  # source images behind its background and foreground levels
 
 
 @dataclass
@@ -39,45 +46,103 @@ class Split:
 
 
 @dataclass
+class Side:
+    """One domain of the pair, mapped into the pair's frame and split."""
+
+    name: str
+    classes: list[str]
+    train: Split  # the target's: y is -1 on the images whose labels are withheld
+    val: Split
+    test: Split
+    fit: FitChoice
+
+
+@dataclass
 class Pair:
-    source_train: Split
-    source_val: Split
-    source_test: Split
-    target_train: Split  # every target training image; y is -1 on the unlabelled ones
-    target_val: Split
-    target_test: Split
-    classes: list[str]  # the target's
+    source: Side
+    target: Side
     shape: tuple[int, int, int]
-    source_name: str
-    target_name: str
-    source_classes: list[str]
+
+    def head_classes(self) -> torch.Tensor | None:
+        """For each target class, the index of the source class of the same name (so that Mf's
+        source classifier can be scored on T), or None when some target class has no match."""
+        index = {_class_key(c): i for i, c in enumerate(self.source.classes)}
+        found = [index.get(_class_key(c)) for c in self.target.classes]
+        if not found or None in found:
+            return None
+        return torch.tensor(found, device=self.target.test.x.device)
 
 
-def load_pair(cfg: DictConfig, seed: int, device: torch.device) -> Pair:
-    """Load, reshape and split both domains of `cfg` (the `data` config node)."""
-    shape = (int(cfg.channels), int(cfg.image_size), int(cfg.image_size))
-    source, xs = _load_domain(cfg.source, shape)
-    target, xt = _load_domain(cfg.target, shape)
-    s_test, s_val, s_rest = fixed_splits(source.labels, cfg.source.n_test, cfg.source.n_val, cfg.split_seed, "source")
+@dataclass
+class Unmapped:
+    """A domain loaded at its own size and split, before it is mapped into the pair's frame
+    (the target waits for Mf when its fit is chosen)."""
+
+    domain: Domain
+    train: np.ndarray  # indices
+    val: np.ndarray
+    test: np.ndarray
+    train_labels: np.ndarray  # the training images' labels, -1 where withheld
+
+    def train_images(self) -> torch.Tensor:
+        return torch.from_numpy(self.domain.images[self.train])
+
+    def mapped(self, shape: tuple[int, int, int], fit: FitChoice, device: torch.device) -> Side:
+        def split(idx: np.ndarray, labels: np.ndarray) -> Split:
+            x = fit_images(torch.from_numpy(self.domain.images[idx]), shape[1], shape[0], fit.fit)
+            return Split(on_device(x, device), torch.as_tensor(labels).to(device))
+
+        d = self.domain
+        return Side(d.name, d.classes, split(self.train, self.train_labels), split(self.val, d.labels[self.val]),
+                    split(self.test, d.labels[self.test]), fit)
+
+
+def frame_shape(cfg: DictConfig) -> tuple[int, int, int]:
+    return int(cfg.channels), int(cfg.image_size), int(cfg.image_size)
+
+
+def load_source(cfg: DictConfig, device: torch.device) -> Side:
+    """The source domain of `cfg` (the `data` node), mapped by its own fit and split."""
+    domain = instantiate(cfg.source.load)
+    test, val, rest = fixed_splits(domain.labels, cfg.source.n_test, cfg.source.n_val, cfg.split_seed, "source")
     if cfg.source.n_train is not None:
-        s_rest = s_rest[: int(cfg.source.n_train)]
-    t_test, t_val, t_rest = fixed_splits(target.labels, cfg.target.n_test, cfg.target.n_val, cfg.split_seed, "target")
+        rest = rest[: int(cfg.source.n_train)]
+    side = Unmapped(domain, rest, val, test, domain.labels[rest])
+    log.info("source %s: %d train / %d val / %d test", domain.name, len(rest), len(val), len(test))
+    return side.mapped(frame_shape(cfg), FitChoice(source_fit(cfg.source), {}), device)
+
+
+def load_target(cfg: DictConfig, seed: int) -> Unmapped:
+    """The target domain: fixed test and validation splits, and the run seed's training
+    images (`n_train`) with all but `labels_per_class` of each class's labels withheld."""
+    domain = instantiate(cfg.target.load)
+    test, val, rest = fixed_splits(domain.labels, cfg.target.n_test, cfg.target.n_val, cfg.split_seed, "target")
     rng = np.random.default_rng(seed)
-    t_train = t_rest if cfg.target.n_train is None else sample_balanced(target.labels, t_rest, int(cfg.target.n_train), rng)
-    y_train = withhold_labels(target.labels, t_train, int(cfg.target.labels_per_class), rng)
+    train = rest if cfg.target.n_train is None else sample_balanced(domain.labels, rest, int(cfg.target.n_train), rng)
+    labels = withhold_labels(domain.labels, train, int(cfg.target.labels_per_class), rng)
+    log.info("target %s: %d train (%d labelled) / %d val / %d test", domain.name, len(train),
+             int((labels >= 0).sum()), len(val), len(test))
+    return Unmapped(domain, train, val, test, labels)
 
-    def split(x: torch.Tensor, labels: np.ndarray, idx: np.ndarray) -> Split:
-        return Split(on_device(x[idx], device), torch.as_tensor(labels[idx]).to(device))
 
-    log.info("source %s: %d train / %d val / %d test; target %s: %d train (%d labelled) / %d val / %d test",
-             source.name, len(s_rest), len(s_val), len(s_test), target.name, len(t_train),
-             int((y_train >= 0).sum()), len(t_val), len(t_test))
-    return Pair(
-        split(xs, source.labels, s_rest), split(xs, source.labels, s_val), split(xs, source.labels, s_test),
-        Split(on_device(xt[t_train], device), torch.as_tensor(y_train).to(device)),
-        split(xt, target.labels, t_val), split(xt, target.labels, t_test),
-        target.classes, shape, source.name, target.name, source.classes,
-    )
+def map_target(target: Unmapped, cfg: DictConfig, source: Side, mf: AutoEncoder | None, device: torch.device,
+               fit: FitChoice | None = None) -> Side:
+    """The target mapped into the pair's frame by `fit`, else by its config's (chosen with Mf
+    where it is auto)."""
+    shape = frame_shape(cfg)
+    if fit is None:
+        reference = Levels.of(source.train.x[:LEVEL_IMAGES].cpu())  # the levels a `match` tone moves onto
+        fit = target_fit(target.train_images(), cfg.target, shape[1], shape[0], mf, reference)
+    return target.mapped(shape, fit, device)
+
+
+def load_pair(cfg: DictConfig, seed: int, device: torch.device, mf: AutoEncoder | None = None,
+              fit: FitChoice | None = None) -> Pair:
+    """Both domains of `cfg`, mapped and split: the target by `fit` when given (a finished run's),
+    else by its config's, chosen with mf where it is auto."""
+    source = load_source(cfg, device)
+    target = map_target(load_target(cfg, seed), cfg, source, mf, device, fit)
+    return Pair(source, target, frame_shape(cfg))
 
 
 def on_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -86,10 +151,11 @@ def on_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
 
 
-def _load_domain(cfg: DictConfig, shape: tuple[int, int, int]) -> tuple[Domain, torch.Tensor]:
-    domain: Domain = instantiate(cfg.load)
-    x = fit_images(torch.from_numpy(domain.images), shape[1], shape[0], cfg.fit, cfg.get("margin", 4))
-    return domain, x
+def _class_key(name: str) -> str:
+    """Class names compare without case, spaces or punctuation, and numbers without leading
+    zeros: '07' is '7', 'T-Shirt' is 'tshirt'."""
+    key = "".join(ch for ch in str(name).lower() if ch.isalnum())
+    return key.lstrip("0") or key[-1:] if key.isdigit() else key
 
 
 def stratified_order(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -9,6 +9,8 @@ import torch.nn.functional as F
 
 from aetl.models import AutoEncoder
 
+Predictor = Callable[[torch.Tensor], torch.Tensor]  # images -> class indices
+
 
 @torch.no_grad()
 def recon_errors(model: AutoEncoder, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
@@ -37,7 +39,7 @@ def encode_all(model: AutoEncoder, x: torch.Tensor, batch_size: int = 1024) -> t
 
 
 def fit_probe(model: AutoEncoder, x_train: torch.Tensor, y_train: torch.Tensor, n_classes: int,
-              l2: float = 1e-3, max_iter: int = 200) -> Callable[[torch.Tensor], torch.Tensor]:
+              l2: float = 1e-3, max_iter: int = 200) -> Predictor:
     """A multinomial logistic regression fitted (L-BFGS, full batch) on the frozen
     encoder's standardised codes of the labelled images; returns images -> predicted class."""
     z_train = encode_all(model, x_train)
@@ -62,18 +64,19 @@ def fit_probe(model: AutoEncoder, x_train: torch.Tensor, y_train: torch.Tensor, 
     return predict
 
 
-def head_predictions(model: AutoEncoder) -> Callable[[torch.Tensor], torch.Tensor]:
-    """images -> classes by the model's own (source-trained) classifier head, as it is."""
+def head_predictions(model: AutoEncoder, classes: torch.Tensor) -> Predictor:
+    """images -> target classes by the model's own (source-trained) classifier head, as it is:
+    classes[i] is the head's output for target class i."""
 
     @torch.no_grad()
     def predict(x: torch.Tensor) -> torch.Tensor:
         model.eval()
-        return torch.cat([model.logits(model.encode(xb)).argmax(1) for xb in x.split(1024)])
+        return torch.cat([model.logits(model.encode(xb))[:, classes].argmax(1) for xb in x.split(1024)])
 
     return predict
 
 
-def accuracy(predict: Callable[[torch.Tensor], torch.Tensor] | None, split) -> float | None:
+def accuracy(predict: Predictor | None, split) -> float | None:
     """Share of split's labelled images that predict gets right (None without a predictor or labels)."""
     keep = split.y >= 0
     if predict is None or not keep.any():

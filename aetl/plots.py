@@ -52,7 +52,7 @@ def _curves(groups: list, path: Path) -> None:
     for ax, panel in zip(axes[0], panels):
         seen = set()
         for g in groups:
-            name = g.key[5] + (" +src labels" if g.key[4] else "") + (f" ({g.key[7]})" if g.key[7] else "")
+            name = g.key[5] + (" +src labels" if g.key[4] else "") + (f" ({' '.join(g.key[7])})" if g.key[7] else "")
             if g.key[:3] != panel or (name, g.key[6]) in seen:
                 continue  # the AE's curve does not depend on the label budget: one per strategy
             seen.add((name, g.key[6]))

@@ -14,8 +14,9 @@ from omegaconf import DictConfig, OmegaConf
 
 import aetl
 from aetl.cache import SourceCache, cache_key
-from aetl.data import Pair
+from aetl.data import Side
 from aetl.distributed import World
+from aetl.domains.shape import Levels
 from aetl.loop import Loop, Phase
 from aetl.losses import ClassifyLoss
 from aetl.models import AutoEncoder, build_model, place
@@ -52,27 +53,29 @@ def source_spec(cfg: DictConfig, pretrain: DictConfig) -> dict:
         "seed": cfg.seed, "aetl": aetl.__version__}), resolve=True)
 
 
-def obtain_source(cfg: DictConfig, pair: Pair, overrides: dict, run: Run, loop: Loop,
-                  device: torch.device, progress: Progress | None = None) -> Source:
-    """Mf for this job; also written to the run dir as checkpoints/source.pt. With progress,
-    pretraining checkpoints into last.pt and resumes from it."""
+def obtain_source(cfg: DictConfig, source: Side, shape: tuple[int, int, int], overrides: dict, run: Run,
+                  loop: Loop, device: torch.device, progress: Progress | None = None) -> Source:
+    """Mf for this job, trained on (or loaded for) the source side; also written to the run dir
+    as checkpoints/source.pt. With progress, pretraining checkpoints into last.pt and resumes
+    from it. Its classifier head, when it has one, scores the source's classes."""
     pretrain = pretrain_settings(cfg, overrides)
     given = load_checkpoint(cfg.pretrained) if cfg.pretrained else None
     labels = "head.weight" in given["model"] if given else pretrain.cls_weight > 0
-    if labels and not given and (pair.source_train.y < 0).any():
+    if labels and not given and not _labelled(source):
         log.warning("%s has no labels: pretraining on reconstruction only (trainer.pretrain.cls_weight ignored)",
-                    pair.source_name)
+                    source.name)
         labels = False
         pretrain.cls_weight = 0.0
     torch.manual_seed(cfg.seed)  # Mf's initialisation does not depend on what ran before
-    model = place(build_model(cfg.model, pair.shape, len(pair.classes) if labels else 0), device)
+    n_classes = given["model"]["head.weight"].shape[0] if given and labels else len(source.classes)
+    model = place(build_model(cfg.model, shape, n_classes if labels else 0), device)
     started = time.perf_counter()
     if progress:  # a resumed pretraining counts the time it spent before the interruption
         started -= run.elapsed() - progress.context.setdefault("source_started_s", run.elapsed())
     if given:
         load_weights(model, given["model"], str(cfg.pretrained))
         log.info("source model loaded from %s", cfg.pretrained)
-        source = Source(model, 0.0, str(cfg.pretrained), "off", labels)
+        mf = Source(model, 0.0, str(cfg.pretrained), "off", labels)
     elif cfg.cache_dir:
         cache, spec = SourceCache(cfg.cache_dir), source_spec(cfg, pretrain)
         key = cache_key(spec)
@@ -85,40 +88,47 @@ def obtain_source(cfg: DictConfig, pair: Pair, overrides: dict, run: Run, loop: 
                 state = state or cache.load(key)
                 load_weights(model, state["model"], str(cache.entry(key)))
                 log.info("source model: cache hit %s", cache.entry(key))
-                source = Source(model, 0.0, "cache", "hit", labels)
+                mf = Source(model, 0.0, "cache", "hit", labels)
             else:
                 log.info("source model: cache miss, pretraining into %s", cache.entry(key))
-                _pretrain(model, pretrain, cfg, pair, run, loop, progress)
+                _pretrain(model, pretrain, cfg, source, run, loop, progress)
                 if world.is_main:
-                    cache.store(key, _state(model, cfg, pair, labels), spec)
-                source = Source(model, time.perf_counter() - started, "pretrained", "miss", labels)
+                    cache.store(key, _state(model, cfg, source, shape, labels), spec)
+                mf = Source(model, time.perf_counter() - started, "pretrained", "miss", labels)
     else:
-        _pretrain(model, pretrain, cfg, pair, run, loop, progress)
-        source = Source(model, time.perf_counter() - started, "pretrained", "off", labels)
-    run.save_checkpoint("source.pt", _state(model, cfg, pair, labels))
-    return source
+        _pretrain(model, pretrain, cfg, source, run, loop, progress)
+        mf = Source(model, time.perf_counter() - started, "pretrained", "off", labels)
+    run.save_checkpoint("source.pt", _state(model, cfg, source, shape, labels))
+    return mf
 
 
-def resumed_source(cfg: DictConfig, pair: Pair, run: Run, provenance: dict, device: torch.device,
+def resumed_source(cfg: DictConfig, shape: tuple[int, int, int], run: Run, provenance: dict, device: torch.device,
                    world: World) -> Source:
     """Mf as an interrupted run had settled it: checkpoints/source.pt and how it was obtained."""
     state = load_checkpoint(run.checkpoints / "source.pt") if world.is_main else None
     state = world.broadcast(state)
-    model = place(build_model(cfg.model, pair.shape, len(pair.classes) if provenance["labels"] else 0), device)
+    head = state["model"]["head.weight"].shape[0] if "head.weight" in state["model"] else 0
+    model = place(build_model(cfg.model, shape, head), device)
     load_weights(model, state["model"], str(run.checkpoints / "source.pt"))
     return Source(model, **provenance)
 
 
-def _pretrain(model: AutoEncoder, p: DictConfig, cfg: DictConfig, pair: Pair, run: Run, loop: Loop,
+def _pretrain(model: AutoEncoder, p: DictConfig, cfg: DictConfig, source: Side, run: Run, loop: Loop,
               progress: Progress | None) -> None:
     losses = [ClassifyLoss(p.cls_weight)] if p.cls_weight > 0 else []
     phase = Phase("pretrain", p.steps, p.batch_size, [{"params": list(model.parameters()), "lr": p.lr}],
                   losses=losses)
-    log.info("pretraining %s on %d %s images for %d steps%s", type(model).__name__, len(pair.source_train),
-             pair.source_name, p.steps, " with source labels" if losses else "")
-    loop.run(model, phase, pair.source_train, pair.source_val.x, run, cfg.seed, progress=progress)
+    log.info("pretraining %s on %d %s images for %d steps%s", type(model).__name__, len(source.train),
+             source.name, p.steps, " with source labels" if losses else "")
+    loop.run(model, phase, source.train, source.val.x, run, cfg.seed, progress=progress)
 
 
-def _state(model: AutoEncoder, cfg: DictConfig, pair: Pair, labels: bool) -> dict:
+def _labelled(source: Side) -> bool:
+    return len(source.classes) > 1 and bool((source.train.y >= 0).all())
+
+
+def _state(model: AutoEncoder, cfg: DictConfig, source: Side, shape: tuple[int, int, int], labels: bool) -> dict:
+    levels = Levels.of(source.train.x[:4096].cpu())  # what a target's `match` tone moves onto (aetl rank models=)
     return {"model": model.state_dict(), "model_cfg": OmegaConf.to_container(cfg.model, resolve=True),
-            "source": pair.source_name, "shape": list(pair.shape), "source_labels": labels}
+            "source": source.name, "shape": list(shape), "source_labels": labels,
+            "source_classes": list(source.classes), "source_levels": [levels.background, levels.foreground]}

@@ -16,6 +16,7 @@ import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import yaml
 
@@ -35,10 +36,33 @@ class Job:
     problem: str | None = None  # why it is not in the table
 
 
+class GroupKey(NamedTuple):
+    """What a row of the table stands for: runs that differ only in their seed."""
+
+    source: str
+    target: str
+    n_target_train: int
+    labels_per_class: int
+    source_labels: bool
+    strategy: str
+    transfer_steps: int | None
+    variant: tuple[str, ...]  # the other overrides, sorted
+
+    @property
+    def setting(self) -> tuple[str, ...]:
+        """The variant without the strategy's own settings: what its scratch baseline must share."""
+        return tuple(o for o in self.variant if not o.lstrip("+~").startswith("strategy."))
+
+
 @dataclass
 class Group:
-    key: tuple
+    key: GroupKey
     jobs: list[Job] = field(default_factory=list)
+
+    @property
+    def used_source(self) -> bool:
+        """Whether the runs read a source model (for the strategy, or to choose the target's fit)."""
+        return any(j.summary.get("source_model", "?") is not None for j in self.jobs)
 
     def values(self, name: str) -> list[float]:
         return [j.summary[name] for j in self.jobs if j.summary.get(name) is not None]
@@ -76,32 +100,37 @@ def _failure(log: Path) -> str | None:
     return "failed: " + errors[-1].split("] ", 2)[-1] if errors else None
 
 
-def variant(job: Job) -> str:
+def variant(job: Job) -> tuple[str, ...]:
     """The job's overrides that are not table columns: what else sets this group apart."""
     kept = [o for o in job.overrides if o.split("=")[0].lstrip("+~") not in COLUMNS | HOW
             and not o.startswith("hydra")]
     if job.summary and job.summary.get("augment_mode"):  # an aetl augment run: its mode is a variant
         kept = [f"augment={job.summary['augment_mode']}", *(o for o in kept if not o.startswith("app.mode="))]
-    return " ".join(sorted(kept))
+    return tuple(sorted(kept))
 
 
 def group_jobs(jobs: list[Job]) -> list[Group]:
-    groups: dict[tuple, Group] = {}
+    groups: dict[GroupKey, Group] = {}
     for job in jobs:
         if job.summary is None:
             continue
         s = job.summary
-        key = (s["source"], s["target"], s["n_target_train"], s["labels_per_class"], bool(s.get("source_labels")),
-               s["strategy"], s.get("transfer_steps"), variant(job))
+        key = GroupKey(s["source"], s["target"], s["n_target_train"], s["labels_per_class"],
+                       bool(s.get("source_labels")), s["strategy"], s.get("transfer_steps"), variant(job))
         groups.setdefault(key, Group(key)).jobs.append(job)
-    return [groups[k] for k in sorted(groups, key=lambda k: tuple(str(x) for x in k))]
+    return [groups[k] for k in sorted(groups, key=lambda k: tuple(" ".join(x) if isinstance(x, tuple) else str(x)
+                                                             for x in k))]
 
 
 def scratch_for(group: Group, groups: list[Group]) -> Group | None:
-    """The scratch baseline at the same pair, budget and target steps (plain variant first)."""
-    src, tgt, n, lpc, _, _, steps, _ = group.key
-    same = [g for g in groups if g.key[5] == "scratch" and g.key[:4] == (src, tgt, n, lpc) and g.key[6] == steps]
-    return min(same, key=lambda g: g.key[7] != "", default=None)
+    """The scratch baseline with every other setting equal: pair, budget, target steps and the
+    overrides beside the strategy's own (None when the runs hold no such scratch). A scratch
+    run that used no source model at all (a target with a fixed fit) stands for every source."""
+    k = group.key
+    return next((g for g in groups if g.key.strategy == "scratch" and g.key.setting == k.setting
+                 and (g.key.source == k.source or not g.used_source)
+                 and (g.key.target, g.key.n_target_train, g.key.labels_per_class, g.key.transfer_steps)
+                 == (k.target, k.n_target_train, k.labels_per_class, k.transfer_steps)), None)
 
 
 def val_curve(group: Group) -> dict[int, float]:
@@ -111,9 +140,11 @@ def val_curve(group: Group) -> dict[int, float]:
         metrics = job.path / "metrics.jsonl"
         if not metrics.is_file():
             continue
+        kept = job.summary.get("chosen") if job.summary else None  # auto: the curve of the model it kept
         for line in metrics.read_text().splitlines():
             rec = json.loads(line)
-            if rec["phase"].startswith("transfer") and rec.get("val_mse") is not None:
+            model, _, phase = rec["phase"].rpartition("/")
+            if phase.startswith("transfer") and model == (kept or "") and rec.get("val_mse") is not None:
                 points[rec["step"]].append(rec["val_mse"])
     return {step: statistics.fmean(v) for step, v in sorted(points.items())}
 
@@ -121,11 +152,12 @@ def val_curve(group: Group) -> dict[int, float]:
 def steps_to_match(group: Group, groups: list[Group]) -> str:
     """Target steps the longest scratch run at this pair and image budget needs to reach
     the group's final validation MSE ('>N' when it never does within its N steps)."""
-    src, tgt, n = group.key[:3]
-    scratch = [g for g in groups if g.key[5] == "scratch" and g.key[:3] == (src, tgt, n)]
-    if not scratch or group.key[5] == "scratch":
+    k = group.key
+    scratch = [g for g in groups if g.key.strategy == "scratch" and g.key.setting == k.setting
+               and (g.key.source == k.source or not g.used_source) and g.key[1:3] == k[1:3]]
+    if not scratch or k.strategy == "scratch":
         return ""
-    longest = max(scratch, key=lambda g: g.key[6] or 0)
+    longest = max(scratch, key=lambda g: g.key.transfer_steps or 0)
     curve = val_curve(longest)
     goal = group.mean("target_val_mse")
     if not curve or math.isnan(goal):
@@ -139,7 +171,7 @@ def rows(groups: list[Group]) -> list[dict]:
     for g in groups:
         src, tgt, n, lpc, labels, strategy, steps, var = g.key
         row = {"source": src, "target": tgt, "n_target_train": n, "labels_per_class": lpc,
-               "source_labels": labels, "strategy": strategy, "variant": var, "transfer_steps": steps,
+               "source_labels": labels, "strategy": strategy, "variant": " ".join(var), "transfer_steps": steps,
                "seeds": len(g.jobs)}
         for name in FIGURES:
             row[f"{name}_mean"], row[f"{name}_std"] = g.mean(name), g.std(name)
@@ -147,6 +179,8 @@ def rows(groups: list[Group]) -> list[dict]:
         if base is not None and strategy != "scratch":
             row["mse_gain_pct"] = 100 * (base.mean("target_mse") - g.mean("target_mse")) / base.mean("target_mse")
             row["acc_gain_pts"] = 100 * (g.mean("target_acc") - base.mean("target_acc"))
+        elif strategy != "scratch":
+            row["no_gain_because"] = "no scratch run with the same pair, budget, steps and settings"
         row["scratch_steps_to_match"] = steps_to_match(g, groups)
         table.append(row)
     return table
@@ -166,6 +200,12 @@ def markdown(table: list[dict], jobs: list[Job]) -> str:
                  *([_pm(r, "target_acc_augmented", ".1f", 100)] if augmented else []), _signed(r.get("mse_gain_pct"), "%"), _signed(r.get("acc_gain_pts"), ""),
                  r["scratch_steps_to_match"], _pm(r, "pretrain_s", ".1f"), _pm(r, "transfer_s", ".1f")]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    blank = [r for r in table if r.get("no_gain_because")]
+    if blank:
+        lines += ["", "No gain is shown where the runs hold no `scratch` with every other setting equal "
+                  "(pair, target images, labels per class, target steps and the other overrides):", ""]
+        lines += [f"- {r['source']} → {r['target']}, {r['n_target_train']} images, {r['labels_per_class']} "
+                  f"labels/class, {r['strategy']}" + (f" ({r['variant']})" if r["variant"] else "") for r in blank]
     left_out = [j for j in jobs if j.summary is None]
     if left_out:
         lines += ["", "Runs not in the table:", ""]

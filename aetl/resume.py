@@ -198,9 +198,12 @@ class Progress:
             return self.saved
         return None
 
-    def passed(self, first_step: int) -> bool:
-        """A transfer phase starting at first_step was finished before the interruption."""
-        return self.past_source and first_step < self.saved["first_step"]
+    def finished(self, position: int) -> bool:
+        """The target steps up to this position (counted over every model a run trains on T)
+        were done before the interruption: last.pt is in a phase that starts there or later."""
+        if not self.past_source:
+            return False
+        return position <= self.saved["context"].get("position", self.saved["first_step"])
 
     def save(self, phase: str, first_step: int, step: int, model: torch.nn.Module, loop_state: dict) -> Path:
         """Write last.pt (rank 0); every rank returns its path."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import hydra
@@ -12,17 +14,18 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from aetl.data import Pair, load_pair
+from aetl.data import Pair, Side, frame_shape, load_source, load_target, map_target
 from aetl.distributed import World, join, leave
 from aetl.errors import AetlError, in_multirun, reports_errors
-from aetl.evaluate import accuracy, fit_probe, head_predictions, reconstruction_metrics
+from aetl.evaluate import Predictor, accuracy, fit_probe, head_predictions, reconstruction_metrics
+from aetl.fit import is_open
 from aetl.loop import Loop, Phase
 from aetl.losses import AlignLoss, ClassifyLoss
 from aetl.models import AutoEncoder
-from aetl.pretrain import obtain_source, resumed_source
+from aetl.pretrain import Source, obtain_source, resumed_source
 from aetl.resume import Progress, StopSignals, finished_run
-from aetl.rundir import Run, register_resolvers
-from aetl.strategies import Context
+from aetl.rundir import Run, load_checkpoint, register_resolvers
+from aetl.strategies import Context, Strategy, load_weights
 
 log = logging.getLogger(__name__)
 register_resolvers()
@@ -59,57 +62,129 @@ def _train(cfg: DictConfig, out_dir: Path, world: World, device: torch.device,
     loop.signals = signals
     if cfg.trainer.threads:
         torch.set_num_threads(int(cfg.trainer.threads))
-    pair = load_pair(cfg.data, cfg.seed, device)
     strategy = instantiate(cfg.strategy)
-    source = None
-    if strategy.uses_source:
-        if progress.past_source:
-            source = resumed_source(cfg, pair, run, progress.context["source"], device, world)
-        else:
-            source = obtain_source(cfg, pair, strategy.pretrain, run, loop, device, progress)
-            progress.context["source"] = source.provenance()
+    source = load_source(cfg.data, device)
+    target = load_target(cfg.data, cfg.seed)
+    # Mf: for the strategy, and to choose the target's fit where it is auto (then scratch needs it too)
+    mf = settle_mf(cfg, strategy, source, run, loop, device, progress, world) \
+        if strategy.uses_source or is_open(cfg.data.target) else None
+    pair = Pair(source, map_target(target, cfg.data, source, mf and mf.model, device), frame_shape(cfg.data))
 
     transfer_started = progress.context.setdefault("transfer_started_s", run.elapsed())
-    torch.manual_seed(cfg.seed + 1)  # the same target initialisation whether Mf was trained or cached
-    model = strategy.build(Context(cfg.model, pair.shape, source.model if source else None, device))
-    phases = [p for p in strategy.phases(model, cfg.trainer) if p.steps > 0]
-    done = 0
-    for i, phase in enumerate(phases):
-        if progress.passed(done):  # finished before an interruption: last.pt holds its result
-            done += phase.steps
-            continue
-        add_common_losses(phase, model, cfg.trainer, pair)
-        log.info("%s: phase %s, %d steps on %d %s images", strategy.name, phase.name, phase.steps,
-                 len(pair.target_train), pair.target_name)
-        loop.run(model, phase, pair.target_train, pair.target_val.x, run, cfg.seed + 1 + i, first_step=done,
-                 progress=progress)
-        done += phase.steps
+    model, choice = transfer(strategy, pair, mf, cfg, run, loop, progress, device)
     if not world.is_main:
         return {}  # rank 0 checkpoints, evaluates and writes the run dir
     transfer_s = run.elapsed() - transfer_started
     # Checkpoint first, then evaluate: a failed evaluation still leaves the model to inspect.
     run.save_checkpoint("target.pt", {"model": model.state_dict(), "model_cfg": OmegaConf.to_container(cfg.model),
                                       "strategy": strategy.name, "shape": list(pair.shape)})
+    used = mf if strategy.uses_source else None
     summary = {
-        "strategy": strategy.name, "source": pair.source_name, "target": pair.target_name, "seed": cfg.seed,
-        "labels_per_class": cfg.data.target.labels_per_class, "n_target_train": len(pair.target_train),
+        "strategy": strategy.name, "source": source.name, "target": pair.target.name, "seed": cfg.seed,
+        "labels_per_class": cfg.data.target.labels_per_class, "n_target_train": len(pair.target.train),
         **evaluate_run(model, pair, cfg.eval, run),
-        "pretrain_s": round(source.seconds if source else 0.0, 3), "transfer_s": round(transfer_s, 3),
+        "pretrain_s": round(mf.seconds if mf else 0.0, 3), "transfer_s": round(transfer_s, 3),
         "total_s": round(run.elapsed(), 3), "device": str(device),
         "model": type(model).__name__, "latent_dim": model.latent_dim, "image_shape": list(pair.shape),
-        "source_fit": cfg.data.source.fit, "target_fit": cfg.data.target.fit,
-        "source_model": source.origin if source else None, "source_cache": source.cache if source else None,
-        "source_labels": bool(source and source.labels), "align": cfg.trainer.align.kind,
-        "transfer_steps": done,
+        **source.fit.summary("source"), **pair.target.fit.summary("target"),
+        "source_model": mf.origin if mf else None, "source_cache": mf.cache if mf else None,
+        "source_labels": bool(used and used.labels), "align": cfg.trainer.align.kind,
+        "transfer_steps": choice.steps, **choice.record(),
     }
     if cfg.app.get("_target_"):
         summary.update(instantiate(cfg.app)(model, run, pair=pair))
     run.write_summary(summary)
     log.info("target_mse %.5f  target_psnr %.2f dB  target_acc %s  (%s -> %s, %s)", summary["target_mse"],
              summary["target_psnr"], "n/a" if summary["target_acc"] is None else f"{summary['target_acc']:.3f}",
-             pair.source_name, pair.target_name, strategy.name)
+             source.name, pair.target.name, strategy.name)
     log.info("run dir: %s", run.root)
     return summary
+
+
+def settle_mf(cfg: DictConfig, strategy: Strategy, source: Side, run: Run, loop: Loop, device: torch.device,
+              progress: Progress, world: World) -> Source:
+    """Mf as obtain_source finds it, or as an interrupted run of this dir had settled it."""
+    shape = frame_shape(cfg.data)
+    if progress.past_source:
+        return resumed_source(cfg, shape, run, progress.context["source"], device, world)
+    mf = obtain_source(cfg, source, shape, strategy.pretrain, run, loop, device, progress)
+    progress.context["source"] = mf.provenance()
+    return mf
+
+
+def transfer(strategy: Strategy, pair: Pair, mf: Source | None, cfg: DictConfig, run: Run, loop: Loop,
+             progress: Progress, device: torch.device) -> tuple[AutoEncoder, Choice]:
+    """Build and train each model the strategy asks for on T (one; `auto`: a few, to choose
+    among on the validation split) and return the one it keeps."""
+    options = strategy.candidates()
+    models, steps_of, position = [], [], 0
+    for candidate in options:
+        torch.manual_seed(cfg.seed + 1)  # every model starts as it would on its own, Mf trained or cached
+        ctx = Context(cfg.model, pair.shape, mf.model if mf and candidate.uses_source else None, device)
+        model = candidate.build(ctx)
+        phases = active_phases(candidate, model, cfg.trainer)
+        steps = sum(p.steps for p in phases)
+        kept = run.checkpoints / f"candidate_{candidate.name}.pt"
+        started = run.elapsed()
+        if len(options) > 1 and progress.finished(position + steps):  # trained before an interruption
+            load_weights(model, load_checkpoint(kept)["model"], str(kept))
+        else:
+            prefix = f"{candidate.name}/" if len(options) > 1 else ""
+            train_phases(candidate, model, phases, pair, cfg, run, loop, progress, position, prefix)
+            if len(options) > 1:
+                run.save_checkpoint(kept.name, {"model": model.state_dict()})
+                progress.context.setdefault("seconds", {})[candidate.name] = run.elapsed() - started
+        models.append(model)
+        steps_of.append(steps)
+        position += steps
+    if len(options) == 1:
+        return models[0], Choice(strategy, steps_of[0])
+    seconds = progress.context.get("seconds", {})
+    figures = [{**validation_figures(m, pair, cfg.eval), "transfer_s": round(seconds.get(o.name, math.nan), 3)}
+               for o, m in zip(options, models)]
+    chosen = strategy.choose(figures)
+    log.info("%s: chose %s on the validation split (%s)", strategy.name, options[chosen].name, "; ".join(
+        f"{o.name}: val_mse {f['val_mse']:.5f}, val_acc {_pct(f['val_acc'])}" for o, f in zip(options, figures)))
+    return models[chosen], Choice(options[chosen], steps_of[chosen], {o.name: f for o, f in zip(options, figures)})
+
+
+def active_phases(strategy: Strategy, model: AutoEncoder, trainer: DictConfig) -> list[Phase]:
+    return [p for p in strategy.phases(model, trainer) if p.steps > 0]
+
+
+def train_phases(strategy: Strategy, model: AutoEncoder, phases: list[Phase], pair: Pair, cfg: DictConfig,
+                 run: Run, loop: Loop, progress: Progress, position: int, prefix: str = "") -> None:
+    """One model's phases on the target images, one step axis across them; `position` counts
+    the target steps of the models trained before it (where last.pt says a run stopped)."""
+    done = 0
+    for i, phase in enumerate(phases):
+        if progress.finished(position + done + phase.steps):  # last.pt holds a later phase: carry on there
+            done += phase.steps
+            continue
+        phase.name = prefix + phase.name
+        add_common_losses(phase, model, cfg.trainer, pair)
+        log.info("%s: phase %s, %d steps on %d %s images", strategy.name, phase.name, phase.steps,
+                 len(pair.target.train), pair.target.name)
+        progress.context["position"] = position + done
+        loop.run(model, phase, pair.target.train, pair.target.val.x, run, cfg.seed + 1 + i, first_step=done,
+                 progress=progress)
+        done += phase.steps
+
+
+@dataclass
+class Choice:
+    """The strategy whose model a run keeps, and (for auto) every candidate's validation figures."""
+
+    strategy: Strategy
+    steps: int  # the kept model's target steps
+    candidates: dict[str, dict] | None = None
+
+    def record(self) -> dict:
+        return {} if self.candidates is None else {"chosen": self.strategy.name, "candidates": self.candidates}
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
 
 
 def add_common_losses(phase: Phase, model: AutoEncoder, trainer: DictConfig, pair: Pair) -> None:
@@ -123,32 +198,53 @@ def add_common_losses(phase: Phase, model: AutoEncoder, trainer: DictConfig, pai
                             "trainer.pretrain.cls_weight > 0 and use a strategy that starts from Mf")
         phase.losses.append(ClassifyLoss(trainer.transfer.cls_weight, on_source=True))
     if any(isinstance(t, (AlignLoss, ClassifyLoss)) for t in phase.losses):
-        phase.source = pair.source_train
+        phase.source = pair.source.train
 
 
 def evaluate_run(model: AutoEncoder, pair: Pair, cfg: DictConfig, run: Run) -> dict:
     """Target and source test metrics (logged to metrics.jsonl) and the reconstruction grids.
 
-    target_acc is the linear probe on the labelled target images; with no target
-    labels it is the source classifier applied to T as it is (when Mf has one)."""
-    target = reconstruction_metrics(model, pair.target_test.x)
-    labelled = pair.target_train.labelled()
-    head = head_predictions(model) if model.has_head and pair.classes == pair.source_classes else None
-    # images -> classes: the linear probe, else Mf's own head applied to T as it is
-    predict = fit_probe(model, labelled.x, labelled.y, len(pair.classes), cfg.probe_l2) if len(labelled) else head
-    head_acc = accuracy(head, pair.target_test)
-    acc = accuracy(predict, pair.target_test)
-    val_acc = accuracy(predict, pair.target_val)  # for tuning: model selection never reads the test split
-    metrics = {"target_mse": target["mse"], "target_psnr": target["psnr"], "target_acc": acc,
-               "target_acc_source_head": head_acc, "target_val_acc": val_acc,
-               "source_mse": reconstruction_metrics(model, pair.source_test.x)["mse"],
-               "target_val_mse": reconstruction_metrics(model, pair.target_val.x)["mse"] if len(pair.target_val) else None,
-               "n_target_labelled": len(labelled)}
+    target_acc is the linear probe on the labelled target images; with no target labels it
+    is Mf's source classifier applied to T as it is (when it has one and the target's classes
+    are among the source's)."""
+    target = reconstruction_metrics(model, pair.target.test.x)
+    head = source_head(model, pair)
+    predict = target_predictor(model, pair, cfg.probe_l2)
+    val = validation_figures(model, pair, cfg, predict)  # for tuning: model selection never reads the test split
+    metrics = {"target_mse": target["mse"], "target_psnr": target["psnr"],
+               "target_acc": accuracy(predict, pair.target.test),
+               "target_acc_source_head": accuracy(head, pair.target.test), "target_val_acc": val["val_acc"],
+               "source_mse": reconstruction_metrics(model, pair.source.test.x)["mse"],
+               "target_val_mse": val["val_mse"], "n_target_labelled": len(pair.target.train.labelled())}
     run.log_metrics("eval", **metrics)
-    for name, x in (("recon_source.png", pair.source_test.x), ("recon_target.png", pair.target_test.x)):
+    for name, x in (("recon_source.png", pair.source.test.x), ("recon_target.png", pair.target.test.x)):
         x = x[: cfg.n_images]
         run.save_recon_grid(name, x, reconstruction(model, x))
     return metrics
+
+
+def source_head(model: AutoEncoder, pair: Pair) -> Predictor | None:
+    """Mf's own classifier (trained on the source's labels) as a predictor of the target's
+    classes, when the model carries it and every target class is one of the source's."""
+    classes = pair.head_classes()
+    return head_predictions(model, classes) if model.has_head and classes is not None else None
+
+
+def target_predictor(model: AutoEncoder, pair: Pair, probe_l2: float) -> Predictor | None:
+    """images -> target classes: the linear probe on the labelled target images, else the source head."""
+    labelled = pair.target.train.labelled()
+    if len(labelled):
+        return fit_probe(model, labelled.x, labelled.y, len(pair.target.classes), probe_l2)
+    return source_head(model, pair)
+
+
+def validation_figures(model: AutoEncoder, pair: Pair, cfg: DictConfig, predict: Predictor | None = None) -> dict:
+    """Validation MSE, and validation accuracy where the target has labels: what choices are made on."""
+    val = pair.target.val
+    if not len(val):
+        return {"val_mse": None, "val_acc": None}
+    predict = predict or target_predictor(model, pair, cfg.probe_l2)
+    return {"val_mse": reconstruction_metrics(model, val.x)["mse"], "val_acc": accuracy(predict, val)}
 
 
 @torch.no_grad()

@@ -8,7 +8,7 @@ from PIL import Image
 
 from aetl.data import fixed_splits, load_pair, sample_balanced, stratified_order, withhold_labels
 from aetl.domains import digits, folder, mnist
-from aetl.domains.shape import fit_images
+from aetl.domains.shape import Fit, fit_images
 from aetl.errors import AetlError
 
 CPU = torch.device("cpu")
@@ -50,29 +50,39 @@ def test_budget_per_class_and_withheld_labels():
 def test_pair_test_split_is_fixed_across_seeds_and_train_is_not(make_cfg):
     cfg = make_cfg()
     a, b = load_pair(cfg.data, 0, CPU), load_pair(cfg.data, 1, CPU)
-    assert torch.equal(a.target_test.x, b.target_test.x) and torch.equal(a.target_test.y, b.target_test.y)
-    assert torch.equal(a.target_val.x, b.target_val.x)
-    assert not torch.equal(a.target_train.x, b.target_train.x)
-    assert len(a.target_train) == cfg.data.target.n_train == 40
-    assert torch.bincount(a.target_train.labelled().y).tolist() == [5, 5, 5, 5]
-    assert a.target_train.x.shape[1:] == a.shape == (1, 16, 16)
+    assert torch.equal(a.target.test.x, b.target.test.x) and torch.equal(a.target.test.y, b.target.test.y)
+    assert torch.equal(a.target.val.x, b.target.val.x)
+    assert not torch.equal(a.target.train.x, b.target.train.x)
+    assert len(a.target.train) == cfg.data.target.n_train == 40
+    assert torch.bincount(a.target.train.labelled().y).tolist() == [5, 5, 5, 5]
+    assert a.target.train.x.shape[1:] == a.shape == (1, 16, 16)
     # No training image is also a test image.
-    flat_train, flat_test = a.target_train.x.flatten(1), a.target_test.x.flatten(1)
+    flat_train, flat_test = a.target.train.x.flatten(1), a.target.test.x.flatten(1)
     assert torch.cdist(flat_train, flat_test).min() > 0
 
 
 def test_fit_frame_matches_the_mnist_margin():
     x = torch.ones(2, 1, 8, 8)
-    framed = fit_images(x, 28, 1, "frame", margin=4)
+    framed = fit_images(x * torch.tensor([1.0, 0.0]).view(2, 1, 1, 1).expand(2, 1, 8, 8).clone(), 28, 1,
+                        Fit("frame", 4))
     assert framed.shape == (2, 1, 28, 28)
-    assert framed[..., :4, :].sum() == 0 and framed[..., :, -4:].sum() == 0
-    assert framed[..., 4:24, 4:24].min() > 0.99
-    assert fit_images(x, 28, 1, "resize").min() > 0.99
-    assert fit_images(x, 16, 3, "resize").shape == (2, 3, 16, 16)
+    # The border takes each image's own background (its edge): black around a black image...
+    assert framed[1].sum() == 0
+    dot = torch.zeros(1, 1, 8, 8)
+    dot[..., 2:6, 2:6] = 1
+    boxed = fit_images(dot, 28, 1, Fit("frame", 4))
+    assert boxed[..., :4, :].sum() == 0 and boxed[..., :, -4:].sum() == 0 and boxed[..., 10:18, 10:18].min() > 0.99
+    # ... and white around dark ink on white paper
+    paper = fit_images(1 - dot, 28, 1, Fit("frame", 4))
+    assert paper[..., :4, :].min() == 1 and paper[..., 10:18, 10:18].max() < 0.01
+    assert fit_images(x, 28, 1, Fit("resize")).min() > 0.99
+    assert fit_images(x, 16, 3, Fit("resize")).shape == (2, 3, 16, 16)
     rgb = torch.rand(2, 3, 8, 8)
-    assert fit_images(rgb, 8, 1, "resize").shape == (2, 1, 8, 8)
-    with pytest.raises(AetlError, match="unknown fit 'crop'"):
-        fit_images(x, 28, 1, "crop")
+    assert fit_images(rgb, 8, 1, Fit("resize")).shape == (2, 1, 8, 8)
+    with pytest.raises(AetlError, match="unknown fit 'stretch'"):
+        fit_images(x, 28, 1, Fit("stretch"))
+    with pytest.raises(AetlError, match=r"margin 14 leaves no room in a 28x28 image; set data.<source\|target>.margin"):
+        fit_images(x, 28, 1, Fit("frame", 14))
 
 
 def test_bundled_domains():
@@ -140,10 +150,11 @@ def test_folder_errors(tmp_path):
 def test_unlabelled_folder_needs_zero_labels(make_cfg, tmp_path):
     for i in range(30):
         Image.new("L", (16, 16), color=i * 8).save(tmp_path / f"{i}.png")
-    base = ["data/target=folder", f"data.target.root={tmp_path}", "data.target.n_train=10",
+    base = ["data/target=folder", f"data.target.root={tmp_path}", "data.target.n_train=10", "data.target.fit=resize",
+            "data.target.tone=keep",
             "data.target.n_val=5", "data.target.n_test=10"]
     pair = load_pair(make_cfg(*base, "data.target.labels_per_class=0").data, 0, CPU)
-    assert len(pair.target_train) == 10 and len(pair.target_train.labelled()) == 0
+    assert len(pair.target.train) == 10 and len(pair.target.train.labelled()) == 0
     with pytest.raises(AetlError, match="labels_per_class=0"):
         load_pair(make_cfg(*base).data, 0, CPU)
 

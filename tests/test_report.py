@@ -95,3 +95,33 @@ def test_how_a_job_ran_is_not_a_variant(tmp_path, capsys):
     main([str(root)])
     rows = list(csv.DictReader(open(root / "report.csv")))
     assert [(r["variant"], r["seeds"]) for r in rows] == [("", "1"), ("trainer.align.kind=coral", "1")]
+
+
+def test_gain_is_against_the_scratch_with_every_other_setting_equal(tmp_path, capsys):
+    """A sweep over two variants (root x fit): each gain compares with its own scratch, never the
+    first scratch of the pair; a strategy's own settings are not part of the match; a variant with
+    no scratch of its own gets no gain and a line saying why."""
+    root = tmp_path / "sweep"
+    mse = {("a", "resize"): 0.010, ("a", "frame"): 0.004, ("b", "resize"): 0.020, ("b", "frame"): 0.008}
+    for (folder, fit), base in mse.items():
+        variant = [f"data.target.root={folder}", f"data.target.fit={fit}"]
+        for strategy, factor, acc in (("scratch", 1.0, 0.50), ("finetune", 0.5, 0.60)):
+            make_job(root, f"{folder}-{fit}-{strategy}", [f"strategy={strategy}", *variant],
+                     {"strategy": strategy, "seed": 0, "target_mse": base * factor, "target_acc": acc})
+    make_job(root, "tuned", ["strategy=finetune", "strategy.encoder_lr_scale=0.1", "data.target.root=a",
+                             "data.target.fit=frame"],
+             {"strategy": "finetune", "seed": 0, "target_mse": 0.001, "target_acc": 0.7})
+    make_job(root, "lonely", ["strategy=finetune", "data.target.root=c"],
+             {"strategy": "finetune", "seed": 0, "target_mse": 0.001, "target_acc": 0.7})
+    assert main([str(root)]) == 0
+    printed = capsys.readouterr().out
+    rows = {(r["strategy"], r["variant"]): r for r in csv.DictReader(open(root / "report.csv"))}
+    for folder, fit in mse:
+        row = rows[("finetune", f"data.target.fit={fit} data.target.root={folder}")]
+        assert float(row["mse_gain_pct"]) == pytest.approx(50.0) and float(row["acc_gain_pts"]) == pytest.approx(10.0)
+    tuned = rows[("finetune", "data.target.fit=frame data.target.root=a strategy.encoder_lr_scale=0.1")]
+    assert float(tuned["mse_gain_pct"]) == pytest.approx(75.0)  # against scratch with root a, fit frame: 0.004
+    lonely = rows[("finetune", "data.target.root=c")]
+    assert lonely["mse_gain_pct"] == "" and lonely["no_gain_because"]
+    assert "no `scratch` with every other setting equal" in printed
+    assert "- mnist → digits, 100 images, 10 labels/class, finetune (data.target.root=c)" in printed

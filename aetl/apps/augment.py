@@ -82,11 +82,11 @@ def run_app(model: AutoEncoder, run, pair=None, mode: str = "interpolate", amoun
     """Augment the labelled target images; write the .npz and a grid; score the probe with and without."""
     if pair is None:
         raise AetlError("augmentation needs the run's target data")
-    labelled = pair.target_train.labelled()
+    labelled = pair.target.train.labelled()
     if not len(labelled):
         raise AetlError("augmentation needs labelled target images; set data.target.labels_per_class >= 1")
     new_x, new_y = augment(model, labelled.x, labelled.y, mode, amount, strength, seed)
-    n_classes = len(pair.classes)
+    n_classes = len(pair.target.classes)
     without = fit_probe(model, labelled.x, labelled.y, n_classes, probe_l2)
     with_aug = fit_probe(model, torch.cat([labelled.x, new_x]), torch.cat([labelled.y, new_y]), n_classes, probe_l2)
     images = (new_x.clamp(0, 1) * 255).round().byte().cpu().numpy()
@@ -96,9 +96,9 @@ def run_app(model: AutoEncoder, run, pair=None, mode: str = "interpolate", amoun
     show = min(8, len(labelled))
     run.save_recon_grid(f"augment_{mode}.png", labelled.x[:show], new_x[:show])
     result = {"augment_mode": mode, "augment_amount": amount, "augment_strength": strength,
-              "n_augmented": len(new_x), "target_acc": accuracy(without, pair.target_test),
-              "target_acc_augmented": accuracy(with_aug, pair.target_test),
-              "target_val_acc": accuracy(without, pair.target_val),
-              "target_val_acc_augmented": accuracy(with_aug, pair.target_val)}
+              "n_augmented": len(new_x), "target_acc": accuracy(without, pair.target.test),
+              "target_acc_augmented": accuracy(with_aug, pair.target.test),
+              "target_val_acc": accuracy(without, pair.target.val),
+              "target_val_acc_augmented": accuracy(with_aug, pair.target.val)}
     run.log_metrics("augment", **result)
     return result

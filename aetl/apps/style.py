@@ -135,7 +135,7 @@ def load_image(name: str, size: int | None, channels: int, device: torch.device)
     from PIL import Image
 
     from aetl.domains.crops import read_image
-    from aetl.domains.shape import _to_channels
+    from aetl.domains.shape import to_channels
 
     array = read_image(name)
     if size:
@@ -144,7 +144,7 @@ def load_image(name: str, size: int | None, channels: int, device: torch.device)
         img = img.resize((max(1, round(img.width * ratio)), max(1, round(img.height * ratio))), Image.Resampling.LANCZOS)
         array = np.asarray(img, dtype=np.float32) / 255.0
     x = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))[None]
-    return _to_channels(x, channels).to(device)
+    return to_channels(x, channels).to(device)
 
 
 def run_app(model: AutoEncoder, run, content: str, style: str, method: str = "adain",

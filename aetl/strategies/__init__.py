@@ -70,6 +70,14 @@ class Strategy:
         """The training phases on the target images, in order."""
         raise NotImplementedError
 
+    def candidates(self) -> list["Strategy"]:
+        """The strategies whose models a run trains on T: this one (`auto`: several, to choose among)."""
+        return [self]
+
+    def choose(self, figures: list[dict]) -> int:
+        """Which candidate to keep, given each one's validation figures (val_mse, val_acc)."""
+        return 0
+
 
 def split_steps(total: int, first_fraction: float, what: str) -> tuple[int, int]:
     if not 0 <= first_fraction <= 1:

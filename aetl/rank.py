@@ -1,0 +1,164 @@
+"""`aetl rank`: which source will help this target, before any transfer.
+
+Each candidate source (a domain name in `sources`, composed as `data/source=NAME` with the
+command's other overrides, or a source-model checkpoint in `models`) gives a source model
+Mf: from the cache when it is there, else pretrained once (and cached). Each Mf is then
+scored on the target's *training* images with forward passes only (aetl.transferability):
+the target's fit is chosen with it as `aetl train` would choose it, the fraction of the
+target's variance it leaves unexplained is set against a PCA model of the target's own
+images (`headroom`), and, when target labels exist, LogME scores its codes of the labelled
+images. The table goes to stdout, rank.json and rank.csv to the run dir, and one line
+says which source to use and whether transfer should help at all.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import hydra
+import torch
+from hydra import compose
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from aetl.data import Unmapped, frame_shape, load_source, load_target
+from aetl.distributed import SINGLE
+from aetl.domains.shape import Levels, fit_images
+from aetl.errors import AetlError, reports_errors
+from aetl.fit import target_fit
+from aetl.loop import Loop
+from aetl.models import AutoEncoder, build_model
+from aetl.pretrain import obtain_source
+from aetl.rundir import Run, load_checkpoint, register_resolvers
+from aetl.strategies import load_weights
+from aetl.train import pick_device
+from aetl.transferability import held_out, logme, mf_encoder, pca_encoder, zero_shot
+
+log = logging.getLogger(__name__)
+register_resolvers()
+COLUMNS = ["source", "fit", "zero_shot", "mf_unexplained", "pca_unexplained", "headroom", "logme", "logme_pca",
+           "mf_s", "score_s"]
+
+
+@hydra.main(version_base="1.3", config_path="pkg://aetl.configs", config_name="rank")
+@reports_errors
+def main(cfg: DictConfig) -> dict:
+    hydra_cfg = HydraConfig.get()
+    return rank(cfg, Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task), compose_source)
+
+
+def compose_source(overrides: list[str], name: str) -> DictConfig:
+    """The rank config with data/source=name (inside a Hydra job: the user's search path holds)."""
+    return compose("rank", overrides=[*overrides, f"data/source={name}"])
+
+
+def rank(cfg: DictConfig, out_dir: Path, overrides: list[str], composer=compose_source) -> dict:
+    """Score every candidate source for the target of cfg.data; write rank.json and rank.csv."""
+    if not cfg.sources and not cfg.models:
+        raise AetlError("nothing to rank: give sources=[mnist,fashion_mnist,...] and/or models=[path/to/source.pt]")
+    run = Run(out_dir)
+    device = pick_device(cfg.trainer.device)
+    target = load_target(cfg.data, cfg.seed)
+    rows = []
+    for name in cfg.sources:
+        if name == cfg.data.target.name:
+            log.info("skipping source %s: it is the target's own domain", name)
+            continue
+        mf, reference, seconds = _domain_mf(composer(overrides, name), name, run, device)
+        rows.append(score(name, mf, reference, target, cfg, seconds))
+    for path in cfg.models:
+        started = time.perf_counter()
+        mf, reference = _checkpoint_mf(str(path), frame_shape(cfg.data), device)
+        rows.append(score(str(path), mf, reference, target, cfg, time.perf_counter() - started))
+    rows.sort(key=lambda r: -r["headroom"] if not math.isnan(r["headroom"]) else math.inf)
+    verdict = recommend(rows)
+    result = {"target": target.domain.name, "n_target_train": len(target.train),
+              "n_target_labelled": int((target.train_labels >= 0).sum()), "sources": rows, "recommendation": verdict}
+    run.save_bytes("rank.json", (json.dumps(result, indent=2) + "\n").encode())
+    run.save_bytes("rank.csv", _csv(rows).encode())
+    print(table(rows), verdict, sep="\n")
+    log.info("%s", verdict)
+    return result
+
+
+def score(name: str, mf: AutoEncoder, reference: Levels, target: Unmapped, cfg: DictConfig, mf_s: float) -> dict:
+    """One candidate's scores on the target's training images (aetl.transferability)."""
+    started = time.perf_counter()
+    channels, size = frame_shape(cfg.data)[:2]
+    x = target.train_images()
+    fit = target_fit(x, cfg.data.target, size, channels, mf, reference).fit
+    encode = mf_encoder(mf)
+    framed = fit_images(x, size, channels, fit)
+    k = encode(framed[:1]).shape[1]
+    mine = held_out(lambda _: encode, x, size, channels, fit)
+    theirs = held_out(lambda fold: pca_encoder(fold, min(k, len(fold) - 1)), x, size, channels, fit)
+    row = {"source": name, "fit": fit.label(), "zero_shot": round(zero_shot(mf, x, size, channels, fit), 4),
+           "mf_unexplained": round(mine, 4), "pca_unexplained": round(theirs, 4),
+           "headroom": round(math.log(theirs / mine), 4), "logme": None, "logme_pca": None}
+    labelled = torch.from_numpy(target.train_labels >= 0)
+    y = torch.from_numpy(target.train_labels)[labelled]
+    if len(y.unique()) > 1:
+        pca = pca_encoder(framed, min(k, len(framed) - 1))
+        row["logme"] = round(logme(encode(framed[labelled]), y), 4)
+        row["logme_pca"] = round(logme(pca(framed[labelled]), y), 4)
+    row.update(mf_s=round(mf_s, 3), score_s=round(time.perf_counter() - started, 3))
+    log.info("%s: %s", name, ", ".join(f"{k} {v}" for k, v in row.items() if k != "source"))
+    return row
+
+
+def recommend(rows: list[dict]) -> str:
+    """The one-line verdict: the source with the most headroom, and whether it should help."""
+    if not rows:
+        return "no source to rank"
+    best = rows[0]
+    gap = (f"a decoder fitted to the target's images on {best['source']}'s codes leaves {best['mf_unexplained']:.3f} "
+           f"of held-out target images unexplained, PCA of the target's own images {best['pca_unexplained']:.3f}")
+    if not best["headroom"] > 0:
+        return (f"no source is expected to help: {gap}; train with strategy=scratch, or strategy=auto to let the "
+                "validation split decide")
+    return f"use {best['source']}: transfer is expected to help ({gap})"
+
+
+def table(rows: list[dict]) -> str:
+    head = ["source", "target fit", "Mf zero-shot", "Mf + linear", "PCA", "headroom", "LogME (Mf)", "LogME (PCA)",
+            "Mf s", "score s"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        lines.append("| " + " | ".join("n/a" if r[c] is None else str(r[c]) for c in COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def _domain_mf(cfg: DictConfig, name: str, run: Run, device: torch.device) -> tuple[AutoEncoder, Levels, float]:
+    """Mf for the source domain `name` as `aetl train` would obtain it (cache first)."""
+    started = time.perf_counter()
+    source = load_source(cfg.data, device)
+    loop = Loop.from_config(cfg.trainer, device, SINGLE)
+    mf = obtain_source(cfg, source, frame_shape(cfg.data), {}, Run(run.root / "sources" / name), loop, device)
+    return mf.model, Levels.of(source.train.x[:4096].cpu()), time.perf_counter() - started
+
+
+def _checkpoint_mf(path: str, shape: tuple[int, int, int], device: torch.device) -> tuple[AutoEncoder, Levels]:
+    """Mf from a source.pt (a run's, or a cache entry), built from the model config it carries."""
+    state = load_checkpoint(path)
+    if "model_cfg" not in state or list(state.get("shape", [])) != list(shape):
+        raise AetlError(f"{path} is not a source model for {shape[0]}x{shape[1]}x{shape[2]} images (it was trained "
+                        f"for {state.get('shape')}); rank models trained with this data.image_size and data.channels")
+    head = state["model"]["head.weight"].shape[0] if "head.weight" in state["model"] else 0
+    model = build_model(OmegaConf.create(state["model_cfg"]), shape, head).to(device)
+    load_weights(model, state["model"], path)
+    bg, fg = state.get("source_levels") or (0.0, 1.0)
+    return model.eval(), Levels(bg, fg)
+
+
+def _csv(rows: list[dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
