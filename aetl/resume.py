@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 LAST = "last.pt"
 # Settings that change how a job runs, not what it computes: they may differ on resume.
-NOT_IDENTITY = ("trainer.progress", "trainer.threads", "trainer.checkpoint_every", "cache_dir")
+NOT_IDENTITY = ("trainer.progress", "trainer.threads", "trainer.checkpoint_every", "cache_dir", "logger", "objective")
 
 
 def identity(cfg: DictConfig) -> dict:

@@ -45,6 +45,11 @@ def run_cli(tmp_path, monkeypatch, capsys, *args):
     ("strategy=scratch,concat", "strategy=scratch,concat is a sweep: add -m to run one job per value"),
     ("trainer.transfer.lr=interval(0.001,0.1)", "trainer.transfer.lr=interval(0.001,0.1) is a sweep: add -m"),
     ("trainer.lr=[", "cannot parse the overrides: no viable alternative at input '['"),
+    ("+seed=1", "Could not append to config. An item is already at 'seed'. Either remove + prefix: 'seed=1' Or add "
+                "a second + to add or override 'seed': '++seed=1'"),  # Hydra's hint kept on the one line
+    ("experiment=mnist_digit", "unknown experiment 'mnist_digit' (did you mean mnist_digits?); choose one of"),
+    ("objective.key=target_acc", "objective.key=target_acc is not a validation figure; sweeps optimise one of "
+                                 "target_val_mse, target_val_acc"),
 ])
 def test_unknown_names_and_keys_are_one_line_before_anything_runs(tmp_path, monkeypatch, capsys, override, message):
     status, lines = run_cli(tmp_path, monkeypatch, capsys, "train", override)
