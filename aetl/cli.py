@@ -20,6 +20,10 @@ COMMANDS = {
     "report": "aggregate run dirs and sweeps into a mean ± std table (Markdown, CSV) and plots",
 }
 
+# Configs that Hydra plugins bring, and the aetl extra that installs each plugin.
+PLUGINS = {"hydra/sweeper/optuna": "optuna", "hydra/launcher/joblib": "cluster",
+           "hydra/launcher/submitit_local": "cluster", "hydra/launcher/submitit_slurm": "cluster"}
+
 USAGE = """usage: aetl <command> [overrides] [hydra flags]
 
 Transfer learning with autoencoders: pretrain on a source image domain, transfer
@@ -181,6 +185,8 @@ def check_overrides(command: str, args: list[str]) -> DictConfig | None:
             cfg = compose(command, overrides=plain)
     except MissingConfigException as err:
         wanted = str(err.missing_cfg_file or "")
+        if wanted in PLUGINS:
+            fail(f'{wanted} comes from a Hydra plugin that is not installed: pip install "aetl[{PLUGINS[wanted]}]"')
         group, _, name = wanted.rpartition("/")
         options = sorted(err.options or [])
         if not options:

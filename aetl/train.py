@@ -164,11 +164,14 @@ def reconstruction(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def pick_device(name: str) -> torch.device:
-    """`auto` takes CUDA when a device is visible, else the CPU."""
+    """`auto` takes CUDA when a device is visible, else the CPU; `mps` is Apple's GPU."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
         raise AetlError("trainer.device=cuda but no CUDA device is visible; use trainer.device=auto or cpu")
-    if name not in ("cpu", "cuda"):
-        raise AetlError(f"unknown trainer.device {name!r}; choose auto, cpu or cuda")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise AetlError("trainer.device=mps but PyTorch's MPS backend is not available here (it needs Apple "
+                        "silicon and macOS); use trainer.device=auto or cpu")
+    if name not in ("cpu", "cuda", "mps"):
+        raise AetlError(f"unknown trainer.device {name!r}; choose auto, cpu, cuda or mps")
     return torch.device(name)

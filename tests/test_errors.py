@@ -5,6 +5,7 @@ in docs/errors.md."""
 import errno
 import logging
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -156,3 +157,29 @@ def test_resume_is_for_one_run(tmp_path, monkeypatch, capsys):
     status, lines = run_cli(tmp_path, monkeypatch, capsys, "train", "-m", f"resume={tmp_path}")
     assert status == 2 and lines == ["aetl train: resume= carries on one run; to resume a sweep, run it again with "
                                      "hydra.sweep.dir=<its dir>"]
+
+
+def test_a_missing_optional_package_names_its_extra(make_cfg, tmp_path, monkeypatch, caplog):
+    for module in ("skimage", "skimage.data"):
+        monkeypatch.setitem(sys.modules, module, None)  # as if scikit-image were not installed
+    cfg = make_cfg("strategy=scratch", "data/target=mnist_m", "data.channels=3", "data.image_size=28",
+                   "data.target.n_train=40", "data.target.labels_per_class=1")
+    with caplog.at_level(logging.ERROR), pytest.raises(SystemExit) as stopped:
+        reports_errors(train)(cfg, tmp_path / "run")
+    assert stopped.value.code == 2
+    assert caplog.messages == ["the photos, textures and mnist_m domains and style transfer's sample images need "
+                               'scikit-image: pip install "aetl[photos]"']
+    caplog.clear()
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    with caplog.at_level(logging.ERROR), pytest.raises(SystemExit):
+        reports_errors(train)(make_cfg("logger=tensorboard"), tmp_path / "tb")
+    assert caplog.messages == ['logger=tensorboard needs the tensorboard package: pip install "aetl[tensorboard]"']
+
+
+def test_an_unavailable_device_is_one_line(make_cfg, tmp_path):
+    if torch.backends.mps.is_available():
+        pytest.skip("this machine has an MPS device")
+    with pytest.raises(AetlError, match=r"^trainer.device=mps but PyTorch's MPS backend is not available here"):
+        train(make_cfg("trainer.device=mps"), tmp_path)
+    with pytest.raises(AetlError, match=r"^unknown trainer.device 'tpu'; choose auto, cpu, cuda or mps$"):
+        train(make_cfg("trainer.device=tpu"), tmp_path)
