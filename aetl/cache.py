@@ -3,10 +3,11 @@
 The key is a hash of everything that determines Mf: the source data and its
 mapping and splits, the backbone, the pretraining settings, the optimiser, the seed
 and aetl's version. An entry is `<dir>/<key>/source.pt` plus `spec.json` (what the
-key stands for). A job holds an exclusive lock (filelock: flock on POSIX, msvcrt on Windows) on `<dir>/<key>.lock` while it
-looks up and, on a miss, trains and stores the entry, so concurrent jobs (joblib,
-submitit, SLURM arrays on a shared file system with working locks) never train the
-same entry twice or read a half-written one; jobs with other keys do not wait.
+key stands for). A job holds an exclusive lock on `<dir>/<key>.lock` (filelock: flock
+on POSIX, msvcrt on Windows) while it looks up and, on a miss, trains and stores the
+entry, so concurrent jobs (joblib, submitit, SLURM arrays on a shared file system with
+working locks) never train the same entry twice or read a half-written one; jobs with
+other keys do not wait.
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ def main(cfg: DictConfig) -> float:
 
 
 def train(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) -> dict:
-    """Run the whole pipeline into out_dir and return the summary (what sweepers optimise).
+    """Run the whole pipeline into out_dir and return the summary (`main` hands sweepers its objective).
     overrides: the command line's, kept in last.pt for `aetl train resume=`."""
     check_objective(cfg.objective)
     world, device = join(cfg.trainer.device)
