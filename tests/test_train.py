@@ -66,7 +66,7 @@ def test_style_transfer_brings_the_fully_convolutional_backbone_it_needs(tmp_pat
 
     small = ["model.channels=[4,8]", "model.latent_channels=4", "app.size=32", "app.alphas=[1.0]"]
     with initialize_config_module("aetl.configs", version_base="1.3"):
-        cfg = compose("train", overrides=[*TINY, "app=style_transfer", *small])
+        cfg = compose("train", overrides=[*TINY, "strategy=scratch", "app=style_transfer", *small])
         assert compose("train", overrides=["app=style_transfer", "model=conv"]).model._target_.endswith("ConvAE")
     assert cfg.model._target_ == "aetl.models.fconv.FullyConvAE"  # no model= given: the app's choice
     summary = train(cfg, tmp_path)
