@@ -3,21 +3,23 @@
 The key is a hash of everything that determines Mf: the source data and its
 mapping and splits, the backbone, the pretraining settings, the optimiser, the seed
 and aetl's version. An entry is `<dir>/<key>/source.pt` plus `spec.json` (what the
-key stands for). A job holds an exclusive lock on `<dir>/<key>.lock` while it
-looks up and, on a miss, trains and stores the entry, so concurrent jobs (joblib,
-submitit, SLURM arrays on a shared file system with working locks) never train the
-same entry twice or read a half-written one; jobs with other keys do not wait.
+key stands for). A job holds an exclusive lock on `<dir>/<key>.lock` (filelock: flock
+on POSIX, msvcrt on Windows) while it looks up and, on a miss, trains and stores the
+entry, so concurrent jobs (joblib, submitit, SLURM arrays on a shared file system with
+working locks) never train the same entry twice or read a half-written one; jobs with
+other keys do not wait.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
 from pathlib import Path
 from typing import Iterator
+
+from filelock import FileLock
 
 from aetl.errors import AetlError
 from aetl.rundir import atomic_write, load_checkpoint
@@ -43,12 +45,8 @@ class SourceCache:
 
     @contextlib.contextmanager
     def locked(self, key: str) -> Iterator[None]:
-        with open(self.root / f"{key}.lock", "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        with FileLock(self.root / f"{key}.lock"):  # waits while another job trains this key
+            yield
 
     def load(self, key: str) -> dict | None:
         path = self.entry(key)

@@ -21,6 +21,10 @@ COMMANDS = {
     "rank": "score candidate sources for a target before any transfer: which one to use, and whether it helps",
 }
 
+# Configs that Hydra plugins bring, and the aetl extra that installs each plugin.
+PLUGINS = {"hydra/sweeper/optuna": "optuna", "hydra/launcher/joblib": "cluster",
+           "hydra/launcher/submitit_local": "cluster", "hydra/launcher/submitit_slurm": "cluster"}
+
 USAGE = """usage: aetl <command> [overrides] [hydra flags]
 
 Transfer learning with autoencoders: pretrain on a source image domain, transfer
@@ -34,6 +38,7 @@ Every command takes Hydra overrides and flags, e.g.
   aetl train -m strategy=scratch,finetune seed=0,1,2
   aetl train --help          (config groups and options)
   aetl train --cfg job       (print the composed config)
+  aetl --version             (aetl's version)
 Set AETL_DEBUG=1 to see the traceback behind an error message.
 """
 
@@ -44,6 +49,11 @@ def main(argv: list[str] | None = None) -> None:
         width = max(map(len, COMMANDS))
         print(USAGE.format(commands="\n".join(f"  {c:<{width}}  {d}" for c, d in COMMANDS.items())))
         return
+    if args[0] in ("-V", "--version"):
+        from aetl import __version__
+
+        print(f"aetl {__version__}")
+        return
     command, rest = args[0], args[1:]
     if command not in COMMANDS:
         sys.exit(f"aetl: unknown command {command!r}; choose one of {', '.join(COMMANDS)} (aetl --help)")
@@ -53,13 +63,19 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(report_main(rest))
     if command == "train":
         rest = resume_overrides(rest)
-    rest = [expand_home(arg) for arg in rest]
+    rest = [expand_home(group_choice(arg)) for arg in rest]
     cfg = check_overrides(command, rest)
     if command == "train" and cfg is not None:
         check_run_dir(rest, cfg)
     module = importlib.import_module(f"aetl.{command}")
     sys.argv = [f"aetl {command}", *rest, *quiet_rank_overrides()]
     module.main()
+
+
+def group_choice(arg: str) -> str:
+    """`+experiment=X` -> `experiment=X`: experiment is in the defaults list (as null), where
+    Hydra refuses a `+`; both the template's spelling and the appending one then work."""
+    return arg[1:] if arg.startswith("+experiment=") else arg
 
 
 def refuse(command: str, message: str) -> NoReturn:
@@ -134,7 +150,8 @@ def check_overrides(command: str, args: list[str]) -> DictConfig | None:
     the composed config of a single run, else None."""
     if any(a.startswith("-") and a not in ("-m", "--multirun") for a in args):
         return None
-    multirun = any(a in ("-m", "--multirun") for a in args)
+    # an hparams_search preset sets hydra.mode=MULTIRUN itself
+    multirun = any(a in ("-m", "--multirun") or a.startswith("hparams_search=") for a in args)
     from hydra import compose, initialize_config_module
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException, MissingConfigException
@@ -169,10 +186,12 @@ def check_overrides(command: str, args: list[str]) -> DictConfig | None:
             cfg = compose(command, overrides=plain)
     except MissingConfigException as err:
         wanted = str(err.missing_cfg_file or "")
+        if wanted in PLUGINS:
+            fail(f'{wanted} comes from a Hydra plugin that is not installed: pip install "aetl[{PLUGINS[wanted]}]"')
         group, _, name = wanted.rpartition("/")
         options = sorted(err.options or [])
         if not options:
-            fail(str(err).strip().splitlines()[0])
+            fail(one_line(str(err)))
         fail(f"unknown {group} '{name}'{suggest(name, options)}; choose one of {', '.join(options)}")
     except HydraException as err:
         message = str(err).strip()
@@ -185,11 +204,26 @@ def check_overrides(command: str, args: list[str]) -> DictConfig | None:
             siblings = [k for k in keys if k.rpartition(".")[0] == parent]  # the keys beside it, if any
             fail(f"{name} is not a config key{suggest(name, siblings or keys)}; "
                  f"`aetl {command} --cfg job` shows the keys, and +{name}=... adds a new one")
-        fail(message.splitlines()[0])
+        fail(one_line(message))
     missing = missing_values(cfg)
     if missing:
         fail(needs_value(missing[0]))
+    if command == "train":
+        from aetl.errors import AetlError
+        from aetl.objective import check_objective
+
+        try:
+            check_objective(cfg.objective)
+        except AetlError as err:
+            fail(str(err))
     return None if multirun else cfg
+
+
+def one_line(message: str) -> str:
+    """Hydra's message on one line, its hint ("To append to your config use +foo=1") kept;
+    the config search path it lists after that is left out."""
+    lines = message.strip().split("Config search path:")[0].splitlines()
+    return " ".join(line.strip() for line in lines if line.strip())
 
 
 def suggest(name: str, candidates: list[str]) -> str:

@@ -63,11 +63,22 @@ def reports_errors(task: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+# Optional packages: the pip extra that brings each, and what needs it.
+EXTRAS = {
+    "skimage": ("photos", "the photos, textures and mnist_m domains and style transfer's sample images need "
+                          "scikit-image"),
+}
+
+
 def user_error(err: BaseException) -> AetlError | None:
-    """The AetlError behind err, also when Hydra's instantiate wrapped it."""
+    """The AetlError behind err, also when Hydra's instantiate wrapped it; a missing optional
+    package becomes one naming the extra that installs it."""
     while err is not None:
         if isinstance(err, AetlError):
             return err
+        if isinstance(err, ModuleNotFoundError) and (err.name or "").split(".")[0] in EXTRAS:
+            extra, need = EXTRAS[err.name.split(".")[0]]
+            return AetlError(f'{need}: pip install "aetl[{extra}]"')
         err = err.__cause__
     return None
 

@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import signal
+import sys
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Sequence
 
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
     from aetl.data import Split
     from aetl.resume import Progress, StopSignals
 
+log = logging.getLogger(__name__)
 LossTerm = Callable[[Step], dict[str, torch.Tensor]]
 
 
@@ -52,7 +56,7 @@ class Loop:
 
     make_optimizer: Callable = torch.optim.Adam  # param groups -> optimiser
     eval_every: int = 50     # steps between train-loss and validation-MSE lines
-    bars: bool = False       # tqdm progress bars (when stderr is a terminal)
+    bars: bool = False       # progress: a tqdm bar on a terminal, else a log line per logging point
     precision: str = "fp32"  # fp32 | bf16 (autocast)
     compile: bool = False    # torch.compile the training step
     world: World = SINGLE
@@ -116,12 +120,11 @@ class Loop:
                 "optimizer": optimizer.state_dict(), "generator": gen.get_state(), "perm": perm,
                 "running": running, "since_log": since_log})
 
-        bar = tqdm(range(start + 1, phase.steps + 1), desc=phase.name, initial=start, total=phase.steps,
-                   disable=None if self.bars else True, leave=False)
+        reporter = Reporter(phase.name, first_step, start, phase.steps, bs, self.bars and self.world.is_main)
         if self.signals:
             self.signals.in_loop = True  # a signal now waits for the end of the step
         try:
-            for step in bar:
+            for step in reporter:
                 epoch, i = divmod(step - 1, per_epoch)
                 if i == 0:
                     perm = torch.randperm(len(x), device=x.device, generator=gen)
@@ -145,6 +148,7 @@ class Loop:
                                         "is kept)")
                     val_mse = recon_errors(model, val_x).mean().item() if len(val_x) else float("nan")
                     run.log_metrics(phase.name, epoch=epoch, step=first_step + step, **means, val_mse=val_mse)
+                    reporter.report(step, means["train_loss"], val_mse)
                     running.clear()
                     since_log = 0
                 due = step == phase.steps or (self.checkpoint_every and step % self.checkpoint_every == 0)
@@ -180,6 +184,33 @@ class Loop:
         if self.compile:
             objective = torch.compile(objective)
         return objective
+
+
+class Reporter:
+    """A phase's progress, on rank 0 only: a tqdm bar showing the loss and validation MSE when
+    stderr is a terminal; else (a log file, SLURM) one log line per logging point with the
+    step, loss, validation MSE, images/s and time left. Iterating it gives the steps to run."""
+
+    def __init__(self, name: str, first_step: int, start: int, steps: int, batch: int, enabled: bool) -> None:
+        self.name, self.first_step, self.start, self.steps, self.batch = name, first_step, start, steps, batch
+        terminal = sys.stderr.isatty()
+        self.bar = tqdm(range(start + 1, steps + 1), desc=name, initial=start, total=steps, leave=False,
+                        disable=not (enabled and terminal))
+        self.lines = enabled and not terminal
+        self.started = time.perf_counter()
+
+    def __iter__(self):
+        return iter(self.bar)
+
+    def report(self, step: int, loss: float, val_mse: float) -> None:
+        if not self.bar.disable:
+            self.bar.set_postfix(loss=f"{loss:.4g}", val_mse=f"{val_mse:.4g}")
+        elif self.lines:
+            per_step = (time.perf_counter() - self.started) / max(step - self.start, 1)
+            left = round(per_step * (self.steps - step))
+            log.info("%s step %d/%d  loss %.4g  val_mse %.4g  %.0f img/s  ETA %d:%02d:%02d", self.name,
+                     self.first_step + step, self.first_step + self.steps, loss, val_mse, self.batch / per_step,
+                     left // 3600, left // 60 % 60, left % 60)
 
 
 def check_trainer(trainer: DictConfig) -> None:

@@ -25,7 +25,8 @@ FIGURES = ["target_mse", "target_psnr", "target_acc", "target_acc_augmented", "p
 COLUMNS = {"run", "seed", "strategy", "data.target.labels_per_class", "data.target.n_train", "data", "data/source",
            "data/target", "trainer.transfer.steps", "trainer.pretrain.cls_weight", "experiment"}
 # Overrides that change how a job runs, not what it computes.
-HOW = {"trainer.progress", "trainer.threads", "trainer.device", "cache_dir", "hydra/launcher"}
+HOW = {"trainer.progress", "trainer.threads", "trainer.device", "cache_dir", "hydra/launcher", "logger",
+       "objective.key", "objective.direction"}
 
 
 @dataclass
@@ -255,6 +256,6 @@ def main(argv: list[str] | None = None) -> int:
     write_csv(table, out / "report.csv")
     from aetl.plots import plot_all
 
-    plot_all(table, groups, out)
+    plot_all(table, [val_curve(g) for g in groups], out)  # rows() gives one row per group, in order
     print(text, end="")
     return 0

@@ -34,8 +34,10 @@ from aetl.rundir import Run, load_checkpoint, resume_hint
 log = logging.getLogger(__name__)
 
 LAST = "last.pt"
+# SIGUSR2 (what SLURM sends before a time limit) exists on POSIX only.
+SIGUSR2 = getattr(signal, "SIGUSR2", None)
 # Settings that change how a job runs, not what it computes: they may differ on resume.
-NOT_IDENTITY = ("trainer.progress", "trainer.threads", "trainer.checkpoint_every", "cache_dir")
+NOT_IDENTITY = ("trainer.progress", "trainer.threads", "trainer.checkpoint_every", "cache_dir", "logger", "objective")
 
 
 def identity(cfg: DictConfig) -> dict:
@@ -89,7 +91,7 @@ class StopSignals:
     evaluating) they stop at once: the run resumes from the last.pt it has. A second
     Ctrl-C always stops at once."""
 
-    SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2)
+    SIGNALS = tuple(s for s in (signal.SIGTERM, signal.SIGINT, SIGUSR2) if s is not None)
 
     def __init__(self, run_root: Path, quiet: bool = False) -> None:
         self.run_root = run_root
@@ -112,7 +114,7 @@ class StopSignals:
     def _handle(self, signum: int, frame: object) -> None:
         if self.received == signal.SIGINT and signum == signal.SIGINT:
             raise KeyboardInterrupt
-        if self.received == signal.SIGUSR2 and signum == signal.SIGTERM:
+        if SIGUSR2 is not None and self.received == SIGUSR2 and signum == signal.SIGTERM:
             return  # a requeue (SIGUSR2 to submitit) is pending: a SIGTERM with it must not cancel it
         self.received = signum
         if not self.in_loop:
@@ -128,7 +130,7 @@ class StopSignals:
         self.__exit__()
         if message:
             log.warning("%s", message)
-        if signum == signal.SIGUSR2 and callable(previous):
+        if SIGUSR2 is not None and signum == SIGUSR2 and callable(previous):
             previous(signum, None)
         raise Interrupted(signum, message or "stopped")
 

@@ -36,6 +36,7 @@ class Run:
         self.checkpoints = self.root / "checkpoints"  # made by atomic_write when first used
         self.images = self.root / "images"
         self.metrics_path = self.root / "metrics.jsonl"
+        self.loggers: list = []  # aetl.loggers: where every record goes besides metrics.jsonl
         self.started = time.perf_counter()
 
     def log_metrics(self, phase: str, epoch: int | None = None, step: int | None = None, **metrics: Any) -> None:
@@ -49,6 +50,14 @@ class Run:
         except OSError as err:  # a resume cuts a half-written line off again
             raise AetlError(f"could not write {self.metrics_path} ({err.strerror or err}); free some space "
                             f"and {resume_hint(self.root)}") from None
+        for logger in self.loggers:
+            logger.log(_jsonable(record))
+
+    def close(self) -> None:
+        """Close the loggers (their files are flushed at every record already)."""
+        for logger in self.loggers:
+            logger.close()
+        self.loggers = []
 
     def elapsed(self) -> float:
         """Seconds this run has been going, across resumes."""

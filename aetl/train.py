@@ -20,8 +20,10 @@ from aetl.errors import AetlError, in_multirun, reports_errors
 from aetl.evaluate import Predictor, accuracy, fit_probe, head_predictions, reconstruction_metrics
 from aetl.fit import is_open
 from aetl.loop import Loop, Phase
+from aetl.loggers import open_loggers
 from aetl.losses import AlignLoss, ClassifyLoss
 from aetl.models import AutoEncoder
+from aetl.objective import check_objective, objective_value
 from aetl.pretrain import Source, obtain_source, resumed_source
 from aetl.resume import Progress, StopSignals, finished_run
 from aetl.rundir import Run, load_checkpoint, register_resolvers
@@ -32,32 +34,36 @@ register_resolvers()
 
 
 @hydra.main(version_base="1.3", config_path="pkg://aetl.configs", config_name="train")
-@reports_errors
-def main(cfg: DictConfig) -> dict:
+def main(cfg: DictConfig) -> float:
+    """The Hydra task: the pipeline, then the objective as a float for sweepers (e.g. Optuna)."""
     hydra_cfg = HydraConfig.get()
-    return train(cfg, Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task))
+    summary = reports_errors(train)(cfg, Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task))
+    return objective_value(summary, cfg.objective)
 
 
 def train(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) -> dict:
-    """Run the whole pipeline into out_dir and return the summary (what sweepers optimise).
+    """Run the whole pipeline into out_dir and return the summary (`main` hands sweepers its objective).
     overrides: the command line's, kept in last.pt for `aetl train resume=`."""
+    check_objective(cfg.objective)
     world, device = join(cfg.trainer.device)
+    run = Run(out_dir, enabled=world.is_main)
     try:
         with StopSignals(out_dir, quiet=not world.is_main) as signals:
-            return _train(cfg, out_dir, world, device or pick_device(cfg.trainer.device), signals, overrides)
+            return _train(cfg, run, world, device or pick_device(cfg.trainer.device), signals, overrides)
     finally:
+        run.close()
         leave()
 
 
-def _train(cfg: DictConfig, out_dir: Path, world: World, device: torch.device,
+def _train(cfg: DictConfig, run: Run, world: World, device: torch.device,
            signals: StopSignals | None = None, overrides: list[str] | None = None) -> dict:
-    run = Run(out_dir, enabled=world.is_main)
     if (run.root / "summary.json").is_file():
         if not in_multirun():
             raise AetlError(finished_run(run.root))
         log.info("%s already holds a finished run: kept as it is", run.root)  # a sweep run again into its dir
         return json.loads((run.root / "summary.json").read_text())
     progress = Progress(run, cfg, world, overrides)  # resumes from checkpoints/last.pt when the dir has one
+    run.loggers = open_loggers(cfg.logger, run)  # after Progress: they start from what metrics.jsonl kept
     loop = Loop.from_config(cfg.trainer, device, world)  # checks the trainer's numbers first
     loop.signals = signals
     if cfg.trainer.threads:
@@ -254,11 +260,14 @@ def reconstruction(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def pick_device(name: str) -> torch.device:
-    """`auto` takes CUDA when a device is visible, else the CPU."""
+    """`auto` takes CUDA when a device is visible, else the CPU; `mps` is Apple's GPU."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
         raise AetlError("trainer.device=cuda but no CUDA device is visible; use trainer.device=auto or cpu")
-    if name not in ("cpu", "cuda"):
-        raise AetlError(f"unknown trainer.device {name!r}; choose auto, cpu or cuda")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise AetlError("trainer.device=mps but PyTorch's MPS backend is not available here (it needs Apple "
+                        "silicon and macOS); use trainer.device=auto or cpu")
+    if name not in ("cpu", "cuda", "mps"):
+        raise AetlError(f"unknown trainer.device {name!r}; choose auto, cpu, cuda or mps")
     return torch.device(name)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from aetl import __version__ as aetl_version
 from conftest import TINY, TINY_MODEL
 from test_train import SUMMARY_KEYS
 
@@ -37,6 +38,12 @@ def test_hydra_flags_work_on_train(tmp_path):
     assert not (tmp_path / "outputs").exists()  # printing the config runs nothing
     helped = aetl("train", "--help", cwd=tmp_path)
     assert helped.returncode == 0 and "strategy: concat, finetune, fixed_init, mixed, scratch" in helped.stdout
+    for spelling in ("experiment=fashion_mnist", "+experiment=fashion_mnist"):  # the template's and the appending one
+        bundled = aetl("train", spelling, "--cfg", "job", cwd=tmp_path)
+        assert bundled.returncode == 0 and "name: fashion_mnist" in bundled.stdout, bundled.stderr
+    for flag in ("--version", "-V"):
+        version = aetl(flag, cwd=tmp_path)
+        assert version.returncode == 0 and version.stdout == f"aetl {aetl_version}\n"
 
 
 def test_train_end_to_end(tmp_path):

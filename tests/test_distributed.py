@@ -21,8 +21,10 @@ def test_two_ranks_write_one_run_dir_and_match_a_single_process(make_cfg, tmp_pa
     overrides = [*TINY, *TINY_MODEL, "cache_dir=null"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = subprocess.run([TORCHRUN, "--standalone", "--nproc_per_node=2", "-m", "aetl", "train", *overrides,
-                          "hydra.run.dir=ddp"], cwd=tmp_path, capture_output=True, text=True, timeout=180, env=env)
+                          "trainer.progress=true", "hydra.run.dir=ddp"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=180, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stderr.count("pretrain step 5/20  loss") == 1  # progress from rank 0 only
     assert [p.name for p in tmp_path.iterdir()] == ["ddp"]  # one run dir, written by rank 0 only
     ddp = json.loads((tmp_path / "ddp" / "summary.json").read_text())
     single = train(make_cfg("cache_dir=null"), tmp_path / "single")

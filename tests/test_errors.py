@@ -5,6 +5,7 @@ in docs/errors.md."""
 import errno
 import logging
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,11 @@ def run_cli(tmp_path, monkeypatch, capsys, *args):
     ("strategy=scratch,concat", "strategy=scratch,concat is a sweep: add -m to run one job per value"),
     ("trainer.transfer.lr=interval(0.001,0.1)", "trainer.transfer.lr=interval(0.001,0.1) is a sweep: add -m"),
     ("trainer.lr=[", "cannot parse the overrides: no viable alternative at input '['"),
+    ("+seed=1", "Could not append to config. An item is already at 'seed'. Either remove + prefix: 'seed=1' Or add "
+                "a second + to add or override 'seed': '++seed=1'"),  # Hydra's hint kept on the one line
+    ("experiment=mnist_digit", "unknown experiment 'mnist_digit' (did you mean mnist_digits?); choose one of"),
+    ("objective.key=target_acc", "objective.key=target_acc is not a validation figure; sweeps optimise one of "
+                                 "target_val_mse, target_val_acc"),
 ])
 def test_unknown_names_and_keys_are_one_line_before_anything_runs(tmp_path, monkeypatch, capsys, override, message):
     status, lines = run_cli(tmp_path, monkeypatch, capsys, "train", override)
@@ -151,3 +157,29 @@ def test_resume_is_for_one_run(tmp_path, monkeypatch, capsys):
     status, lines = run_cli(tmp_path, monkeypatch, capsys, "train", "-m", f"resume={tmp_path}")
     assert status == 2 and lines == ["aetl train: resume= carries on one run; to resume a sweep, run it again with "
                                      "hydra.sweep.dir=<its dir>"]
+
+
+def test_a_missing_optional_package_names_its_extra(make_cfg, tmp_path, monkeypatch, caplog):
+    for module in ("skimage", "skimage.data"):
+        monkeypatch.setitem(sys.modules, module, None)  # as if scikit-image were not installed
+    cfg = make_cfg("strategy=scratch", "data/target=mnist_m", "data.channels=3", "data.image_size=28",
+                   "data.target.n_train=40", "data.target.labels_per_class=1")
+    with caplog.at_level(logging.ERROR), pytest.raises(SystemExit) as stopped:
+        reports_errors(train)(cfg, tmp_path / "run")
+    assert stopped.value.code == 2
+    assert caplog.messages == ["the photos, textures and mnist_m domains and style transfer's sample images need "
+                               'scikit-image: pip install "aetl[photos]"']
+    caplog.clear()
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    with caplog.at_level(logging.ERROR), pytest.raises(SystemExit):
+        reports_errors(train)(make_cfg("logger=tensorboard"), tmp_path / "tb")
+    assert caplog.messages == ['logger=tensorboard needs the tensorboard package: pip install "aetl[tensorboard]"']
+
+
+def test_an_unavailable_device_is_one_line(make_cfg, tmp_path):
+    if torch.backends.mps.is_available():
+        pytest.skip("this machine has an MPS device")
+    with pytest.raises(AetlError, match=r"^trainer.device=mps but PyTorch's MPS backend is not available here"):
+        train(make_cfg("trainer.device=mps"), tmp_path)
+    with pytest.raises(AetlError, match=r"^unknown trainer.device 'tpu'; choose auto, cpu, cuda or mps$"):
+        train(make_cfg("trainer.device=tpu"), tmp_path)

@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
-SELECTABLE = ["data", "data/source", "data/target", "model", "strategy", "app", "trainer"]
+SELECTABLE = ["data", "data/source", "data/target", "model", "strategy", "app", "trainer", "logger", "hparams_search"]
 
 
 def test_pyproject_lists_every_package():
@@ -42,7 +42,7 @@ def test_every_config_option_composes_and_names_real_code(override):
 @pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONFIGS / "experiment").glob("*.yaml")))
 def test_every_experiment_composes_a_sweep_over_every_strategy(experiment):
     with initialize_config_module("aetl.configs", version_base="1.3"):
-        cfg = compose("train", overrides=[f"+experiment={experiment}"], return_hydra_config=True)
+        cfg = compose("train", overrides=[f"experiment={experiment}"], return_hydra_config=True)
     params = cfg.hydra.sweeper.params
     assert params.strategy == "scratch,fixed_init,concat,finetune,mixed" and params.seed == "0,1,2"
     for target in _targets(OmegaConf.to_container(cfg.data, resolve=True)):

@@ -57,3 +57,18 @@ def test_pretrained_checkpoint_replaces_pretraining(make_cfg, tmp_path):
     assert "pretrain" not in {r["phase"] for r in read_metrics(tmp_path / "second")}
     with pytest.raises(AetlError, match="do not fit the chosen model"):
         train(make_cfg(f"pretrained={source}", "model.latent_dim=6"), tmp_path / "third")
+
+
+def test_style_transfer_brings_the_fully_convolutional_backbone_it_needs(tmp_path):
+    from hydra import compose, initialize_config_module
+
+    from conftest import TINY
+
+    small = ["model.channels=[4,8]", "model.latent_channels=4", "app.size=32", "app.alphas=[1.0]"]
+    with initialize_config_module("aetl.configs", version_base="1.3"):
+        cfg = compose("train", overrides=[*TINY, "strategy=scratch", "app=style_transfer", *small])
+        assert compose("train", overrides=["app=style_transfer", "model=conv"]).model._target_.endswith("ConvAE")
+    assert cfg.model._target_ == "aetl.models.fconv.FullyConvAE"  # no model= given: the app's choice
+    summary = train(cfg, tmp_path)
+    assert summary["model"] == "FullyConvAE" and len(summary["style_results"]) == 1
+    assert (tmp_path / "images" / "style_grid_adain.png").is_file()

@@ -1,0 +1,60 @@
+"""The sweep objective: `aetl train` returns a validation figure as a float, failed jobs the
+worst value, and a real Optuna search (hparams_search=optuna) runs on it."""
+
+import math
+import re
+
+import pytest
+import yaml
+from omegaconf import OmegaConf
+
+from aetl.errors import AetlError
+from aetl.objective import check_objective, objective_value
+from aetl.train import train
+from conftest import TINY, TINY_MODEL
+
+
+def objective(key="target_val_mse", direction="minimize"):
+    return OmegaConf.create({"key": key, "direction": direction})
+
+
+def test_the_objective_is_the_summary_figure_and_failures_are_the_worst_value():
+    assert objective_value({"target_val_mse": 0.25}, objective()) == 0.25
+    assert objective_value(None, objective()) == math.inf  # a failed job in a multirun
+    assert objective_value({}, objective("target_val_acc", "maximize")) == -math.inf  # a rank other than 0
+    assert objective_value({"target_val_acc": None}, objective("target_val_acc", "maximize")) == -math.inf
+
+
+@pytest.mark.parametrize("key, direction, message", [
+    ("target_acc", "minimize", "objective.key=target_acc is not a validation figure; sweeps optimise one of "
+                               "target_val_mse, target_val_acc (the test split is only for the final report)"),
+    ("target_val_mse", "down", "objective.direction must be minimize or maximize, got 'down'"),
+])
+def test_a_test_split_objective_is_refused_before_anything_trains(make_cfg, tmp_path, key, direction, message):
+    with pytest.raises(AetlError, match=f"^{re.escape(message)}$"):
+        check_objective(objective(key, direction))
+    with pytest.raises(AetlError, match="is not a validation figure|must be minimize"):
+        train(make_cfg(f"objective.key={key}", f"objective.direction={direction}"), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_a_three_trial_optuna_search_over_the_transfer_lr(tmp_path):
+    from test_cli import aetl
+
+    # Values given on the command line are fixed: only trainer.transfer.lr is searched.
+    out = aetl("train", "hparams_search=optuna", *TINY, *TINY_MODEL, "trainer.pretrain.lr=2e-3",
+               "hydra.sweeper.n_trials=3", "hydra.sweep.dir=search", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    jobs = [tmp_path / "search" / str(i) for i in range(3)]
+    values = [yaml.safe_load((job / "summary.json").read_text())["target_val_mse"] for job in jobs]
+    lrs = [next(float(o.split("=")[1]) for o in yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text())
+                if o.startswith("trainer.transfer.lr=")) for job in jobs]
+    assert len(set(lrs)) == 3 and all(1e-4 <= lr <= 1e-2 for lr in lrs)
+    results = yaml.safe_load((tmp_path / "search" / "optimization_results.yaml").read_text())
+    best = values.index(min(values))
+    assert results["best_value"] == pytest.approx(values[best])
+    assert results["best_params"] == {"trainer.transfer.lr": pytest.approx(lrs[best])}
+    assert f"Best value: {results['best_value']}" in out.stdout
+    print(f"best target_val_mse {results['best_value']:.5f} at trainer.transfer.lr={lrs[best]:.2e} "
+          f"(trials: {', '.join(f'{lr:.2e} -> {v:.5f}' for lr, v in zip(lrs, values))})")
