@@ -67,10 +67,11 @@ def rank(cfg: DictConfig, out_dir: Path, overrides: list[str], composer=compose_
     target = load_target(cfg.data, cfg.seed)
     rows = []
     for name in cfg.sources:
-        if name == cfg.data.target.name:
+        composed = composer(overrides, name)
+        if composed.data.source.load == cfg.data.target.load:  # the same images: its Mf has seen the test split
             log.info("skipping source %s: it is the target's own domain", name)
             continue
-        mf, reference, seconds = _domain_mf(composer(overrides, name), name, run, device)
+        mf, reference, seconds = _domain_mf(composed, name, run, device)
         rows.append(score(name, mf, reference, target, cfg, seconds))
     for path in cfg.models:
         started = time.perf_counter()

@@ -84,7 +84,7 @@ def _train(cfg: DictConfig, run: Run, world: World, device: torch.device,
     # Checkpoint first, then evaluate: a failed evaluation still leaves the model to inspect.
     run.save_checkpoint("target.pt", {"model": model.state_dict(), "model_cfg": OmegaConf.to_container(cfg.model),
                                       "strategy": strategy.name, "shape": list(pair.shape)})
-    used = mf if strategy.uses_source else None
+    used = mf if choice.strategy.uses_source else None  # (auto: the kept model may be scratch)
     summary = {
         "strategy": strategy.name, "source": source.name, "target": pair.target.name, "seed": cfg.seed,
         "labels_per_class": cfg.data.target.labels_per_class, "n_target_train": len(pair.target.train),
@@ -123,6 +123,9 @@ def transfer(strategy: Strategy, pair: Pair, mf: Source | None, cfg: DictConfig,
     """Build and train each model the strategy asks for on T (one; `auto`: a few, to choose
     among on the validation split) and return the one it keeps."""
     options = strategy.candidates()
+    if len(options) > 1 and not len(pair.target.val):
+        raise AetlError(f"strategy={strategy.name} chooses on the target validation split, which is empty; "
+                        "set data.target.n_val >= 1")
     models, steps_of, position = [], [], 0
     for candidate in options:
         torch.manual_seed(cfg.seed + 1)  # every model starts as it would on its own, Mf trained or cached

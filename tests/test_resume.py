@@ -42,7 +42,8 @@ def signal_at(monkeypatch, at_phase, at_step, signum=signal.SIGTERM):
     monkeypatch.setattr(Run, "log_metrics", log_and_signal)
 
 
-@pytest.mark.parametrize("strategy, phase, step", [("finetune", "pretrain", 20), ("fixed_init", "transfer", 15)])
+@pytest.mark.parametrize("strategy, phase, step", [("finetune", "pretrain", 20), ("fixed_init", "transfer", 15),
+                                                   ("auto", "scratch/transfer", 15), ("auto", "finetune/transfer", 20)])
 def test_signal_checkpoints_stops_and_resumes_to_the_same_figures(make_cfg, tmp_path, monkeypatch, strategy,
                                                                   phase, step):
     cfg = make_cfg(f"strategy={strategy}", *LONGER)
