@@ -115,3 +115,15 @@ def test_rank_puts_a_matching_source_above_a_mismatched_one(make_cfg, tmp_path, 
     assert json.loads((tmp_path / "rank" / "rank.json").read_text())["sources"] == result["sources"]
     assert (tmp_path / "rank" / "rank.csv").read_text().splitlines()[0].startswith("source,fit,zero_shot")
     assert result["recommendation"] in capsys.readouterr().out
+
+
+def test_rank_refuses_nothing_and_a_model_of_another_shape(make_cfg, tmp_path):
+    with initialize_config_module("aetl.configs", version_base="1.3"):
+        nothing = compose("rank", overrides=["data=synthetic_pair", "trainer.device=cpu", "sources=[]"])
+        wrong = compose("rank", overrides=["data=synthetic_pair", "trainer.device=cpu", "sources=[]",
+                                           f"models=[{tmp_path / 'big' / 'checkpoints' / 'source.pt'}]"])
+    with pytest.raises(AetlError, match=r"nothing to rank: give sources=\[mnist,fashion_mnist,...\]"):
+        rank(nothing, tmp_path / "a", [])
+    train(make_cfg("data.image_size=8", "trainer.pretrain.steps=2", "trainer.transfer.steps=1"), tmp_path / "big")
+    with pytest.raises(AetlError, match=r"is not a source model for 1x16x16 images \(it was trained for \[1, 8, 8\]\)"):
+        rank(wrong, tmp_path / "b", [])
