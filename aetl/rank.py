@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from aetl.data import Unmapped, frame_shape, load_source, load_target
 from aetl.distributed import SINGLE
-from aetl.domains.shape import Levels, fit_images
+from aetl.domains.shape import Fit, Levels, fit_images
 from aetl.errors import AetlError, reports_errors
 from aetl.fit import target_fit
 from aetl.loop import Loop
@@ -42,7 +42,7 @@ from aetl.transferability import held_out, logme, mf_encoder, pca_encoder, zero_
 
 log = logging.getLogger(__name__)
 register_resolvers()
-COLUMNS = ["source", "fit", "zero_shot", "mf_unexplained", "pca_unexplained", "headroom", "logme", "logme_pca",
+COLUMNS = ["source", "fit", "zero_shot", "domain_gap", "mf_unexplained", "pca_unexplained", "headroom", "logme", "logme_pca",
            "mf_s", "score_s"]
 
 
@@ -71,8 +71,8 @@ def rank(cfg: DictConfig, out_dir: Path, overrides: list[str], composer=compose_
         if composed.data.source.load == cfg.data.target.load:  # the same images: its Mf has seen the test split
             log.info("skipping source %s: it is the target's own domain", name)
             continue
-        mf, reference, seconds = _domain_mf(composed, name, run, device)
-        rows.append(score(name, mf, reference, target, cfg, seconds))
+        mf, reference, own, seconds = _domain_mf(composed, name, run, device)
+        rows.append(score(name, mf, reference, target, cfg, seconds, own))
     for path in cfg.models:
         started = time.perf_counter()
         mf, reference = _checkpoint_mf(str(path), frame_shape(cfg.data), device)
@@ -88,8 +88,10 @@ def rank(cfg: DictConfig, out_dir: Path, overrides: list[str], composer=compose_
     return result
 
 
-def score(name: str, mf: AutoEncoder, reference: Levels, target: Unmapped, cfg: DictConfig, mf_s: float) -> dict:
-    """One candidate's scores on the target's training images (aetl.transferability)."""
+def score(name: str, mf: AutoEncoder, reference: Levels, target: Unmapped, cfg: DictConfig, mf_s: float,
+          own: float | None = None) -> dict:
+    """One candidate's scores on the target's training images (aetl.transferability); `own` is
+    Mf's zero-shot score on its own source's validation images, when they are at hand."""
     started = time.perf_counter()
     channels, size = frame_shape(cfg.data)[:2]
     x = target.train_images()
@@ -99,7 +101,9 @@ def score(name: str, mf: AutoEncoder, reference: Levels, target: Unmapped, cfg: 
     k = encode(framed[:1]).shape[1]
     mine = held_out(lambda _: encode, x, size, channels, fit)
     theirs = held_out(lambda fold: pca_encoder(fold, min(k, len(fold) - 1)), x, size, channels, fit)
-    row = {"source": name, "fit": fit.label(), "zero_shot": round(zero_shot(mf, x, size, channels, fit), 4),
+    alike = zero_shot(mf, x, size, channels, fit)
+    row = {"source": name, "fit": fit.label(), "zero_shot": round(alike, 4),
+           "domain_gap": round(alike / own, 3) if own else None,
            "mf_unexplained": round(mine, 4), "pca_unexplained": round(theirs, 4),
            "headroom": round(math.log(theirs / mine), 4), "logme": None, "logme_pca": None}
     labelled = torch.from_numpy(target.train_labels >= 0)
@@ -127,7 +131,7 @@ def recommend(rows: list[dict]) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    head = ["source", "target fit", "Mf zero-shot", "Mf + linear", "PCA", "headroom", "LogME (Mf)", "LogME (PCA)",
+    head = ["source", "target fit", "Mf zero-shot", "gap (T/S)", "Mf + linear", "PCA", "headroom", "LogME (Mf)", "LogME (PCA)",
             "Mf s", "score s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
@@ -135,13 +139,16 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _domain_mf(cfg: DictConfig, name: str, run: Run, device: torch.device) -> tuple[AutoEncoder, Levels, float]:
-    """Mf for the source domain `name` as `aetl train` would obtain it (cache first)."""
+def _domain_mf(cfg: DictConfig, name: str, run: Run, device: torch.device) -> tuple[AutoEncoder, Levels, float, float]:
+    """Mf for the source domain `name` as `aetl train` would obtain it (cache first), the source's
+    levels, Mf's zero-shot score on the source's validation images, and the seconds it took."""
     started = time.perf_counter()
     source = load_source(cfg.data, device)
     loop = Loop.from_config(cfg.trainer, device, SINGLE)
     mf = obtain_source(cfg, source, frame_shape(cfg.data), {}, Run(run.root / "sources" / name), loop, device)
-    return mf.model, Levels.of(source.train.x[:4096].cpu()), time.perf_counter() - started
+    channels, size = frame_shape(cfg.data)[:2]
+    own = zero_shot(mf.model, source.val.x.cpu(), size, channels, Fit()) if len(source.val) else None
+    return mf.model, Levels.of(source.train.x[:4096].cpu()), own, time.perf_counter() - started
 
 
 def _checkpoint_mf(path: str, shape: tuple[int, int, int], device: torch.device) -> tuple[AutoEncoder, Levels]:
