@@ -25,6 +25,7 @@ import hydra
 import torch
 from hydra import compose
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import MissingConfigException
 from omegaconf import DictConfig, OmegaConf
 
 from aetl.data import Unmapped, frame_shape, load_source, load_target
@@ -55,7 +56,11 @@ def main(cfg: DictConfig) -> dict:
 
 def compose_source(overrides: list[str], name: str) -> DictConfig:
     """The rank config with data/source=name (inside a Hydra job: the user's search path holds)."""
-    return compose("rank", overrides=[*overrides, f"data/source={name}"])
+    try:
+        return compose("rank", overrides=[*overrides, f"data/source={name}"])
+    except MissingConfigException as err:
+        raise AetlError(f"unknown source {name!r} in sources; choose among {', '.join(sorted(err.options or []))}") \
+            from None
 
 
 def rank(cfg: DictConfig, out_dir: Path, overrides: list[str], composer=compose_source) -> dict:
@@ -64,10 +69,10 @@ def rank(cfg: DictConfig, out_dir: Path, overrides: list[str], composer=compose_
         raise AetlError("nothing to rank: give sources=[mnist,fashion_mnist,...] and/or models=[path/to/source.pt]")
     run = Run(out_dir)
     device = pick_device(cfg.trainer.device)
+    candidates = {name: composer(overrides, name) for name in cfg.sources}  # every name checked before any work
     target = load_target(cfg.data, cfg.seed)
     rows = []
-    for name in cfg.sources:
-        composed = composer(overrides, name)
+    for name, composed in candidates.items():
         if composed.data.source.load == cfg.data.target.load:  # the same images: its Mf has seen the test split
             log.info("skipping source %s: it is the target's own domain", name)
             continue

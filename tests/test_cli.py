@@ -26,7 +26,7 @@ def aetl(*args, cwd, env=None):
 def test_help_lists_the_commands(tmp_path):
     out = aetl("--help", cwd=tmp_path)
     assert out.returncode == 0
-    for command in ("train", "stylize", "augment", "report"):
+    for command in ("train", "stylize", "augment", "report", "rank"):
         assert f"\n  {command}" in out.stdout
     bad = aetl("trian", cwd=tmp_path)
     assert bad.returncode != 0 and "unknown command 'trian'" in bad.stderr

@@ -124,6 +124,11 @@ def test_rank_refuses_nothing_and_a_model_of_another_shape(make_cfg, tmp_path):
                                            f"models=[{tmp_path / 'big' / 'checkpoints' / 'source.pt'}]"])
     with pytest.raises(AetlError, match=r"nothing to rank: give sources=\[mnist,fashion_mnist,...\]"):
         rank(nothing, tmp_path / "a", [])
+    with initialize_config_module("aetl.configs", version_base="1.3"):
+        unknown = compose("rank", overrides=["data=synthetic_pair", "sources=[mnsit]"])
+        with pytest.raises(AetlError, match="unknown source 'mnsit' in sources; choose among digits, fashion_mnist"):
+            rank(unknown, tmp_path / "c", ["data=synthetic_pair"])
+    assert not (tmp_path / "c" / "rank.json").exists()
     train(make_cfg("data.image_size=8", "trainer.pretrain.steps=2", "trainer.transfer.steps=1"), tmp_path / "big")
     with pytest.raises(AetlError, match=r"is not a source model for 1x16x16 images \(it was trained for \[1, 8, 8\]\)"):
         rank(wrong, tmp_path / "b", [])
