@@ -111,19 +111,23 @@ def candidates(spec: DictConfig, size: int, own: Levels, reference: Levels) -> l
 @torch.no_grad()
 def image_errors(model: AutoEncoder, x: torch.Tensor, size: int, channels: int, fit: Fit,
                  batch_size: int = 256) -> torch.Tensor:
-    """Per image, the squared error of Mf's reconstruction mapped back to the image's own
-    size, place and tone, against the image (in the frame's channels): (N,) float64."""
+    """Per image, the squared error of Mf's reconstruction of x under fit, in x's own space: (N,)."""
     was_training = model.training
     model.eval()
-    weights = next(model.parameters(), None)
-    device = x.device if weights is None else weights.device
+    device = next(model.parameters()).device
     errors = []
     for xb in x.split(batch_size):
         recon = model(fit_images(xb, size, channels, fit).to(device)).recon.float().cpu()
-        back = unfit_images(recon, xb, fit)
-        errors.append((back.double() - to_channels(xb.double(), channels)).square().flatten(1).sum(1))
+        errors.append(own_space_errors(recon, xb, fit))
     model.train(was_training)
     return torch.cat(errors)
+
+
+def own_space_errors(recon: torch.Tensor, x: torch.Tensor, fit: Fit) -> torch.Tensor:
+    """Per image, the squared error of reconstructions in the frame (of x under fit) mapped back
+    to x's own size, place and tone, against x in the frame's channels: (N,) float64."""
+    back = unfit_images(recon, x, fit)
+    return (back.double() - to_channels(x.double(), recon.shape[1])).square().flatten(1).sum(1)
 
 
 def _tied(a: torch.Tensor, b: torch.Tensor) -> bool:

@@ -39,7 +39,7 @@ from aetl.pretrain import obtain_source
 from aetl.rundir import Run, load_checkpoint, register_resolvers
 from aetl.strategies import load_weights
 from aetl.train import pick_device
-from aetl.transferability import held_out, logme, mf_encoder, pca_encoder, zero_shot
+from aetl.transferability import held_out, logme, mf_features, pca_features, zero_shot
 
 log = logging.getLogger(__name__)
 register_resolvers()
@@ -100,13 +100,15 @@ def score(name: str, mf: AutoEncoder, reference: Levels, target: Unmapped, cfg: 
     started = time.perf_counter()
     channels, size = frame_shape(cfg.data)[:2]
     x = target.train_images()
-    fit = target_fit(x, cfg.data.target, size, channels, mf, reference).fit
-    encode = mf_encoder(mf)
+    choice = target_fit(x, cfg.data.target, size, channels, mf, reference)
+    fit = choice.fit
     framed = fit_images(x, size, channels, fit)
-    k = encode(framed[:1]).shape[1]
-    mine = held_out(lambda _: encode, x, size, channels, fit)
-    theirs = held_out(lambda fold: pca_encoder(fold, min(k, len(fold) - 1)), x, size, channels, fit)
-    alike = zero_shot(mf, x, size, channels, fit)
+    alike = choice.scores.get(fit.label()) or zero_shot(mf, x, size, channels, fit)  # (chosen: scored already)
+    codes = mf_features(mf, framed)
+    everyone = torch.ones(len(x), dtype=torch.bool)
+    k = codes(everyone, everyone)[0].shape[1]  # PCA gets as many components as Mf's code has entries
+    mine = held_out(codes, x, framed, fit)
+    theirs = held_out(pca_features(framed, k), x, framed, fit)
     row = {"source": name, "fit": fit.label(), "zero_shot": round(alike, 4),
            "domain_gap": round(alike / own, 3) if own else None,
            "mf_unexplained": round(mine, 4), "pca_unexplained": round(theirs, 4),
@@ -114,9 +116,8 @@ def score(name: str, mf: AutoEncoder, reference: Levels, target: Unmapped, cfg: 
     labelled = torch.from_numpy(target.train_labels >= 0)
     y = torch.from_numpy(target.train_labels)[labelled]
     if len(y.unique()) > 1:
-        pca = pca_encoder(framed, min(k, len(framed) - 1))
-        row["logme"] = round(logme(encode(framed[labelled]), y), 4)
-        row["logme_pca"] = round(logme(pca(framed[labelled]), y), 4)
+        row["logme"] = round(logme(codes(everyone, labelled)[1], y), 4)
+        row["logme_pca"] = round(logme(pca_features(framed, k)(everyone, labelled)[1], y), 4)
     row.update(mf_s=round(mf_s, 3), score_s=round(time.perf_counter() - started, 3))
     log.info("%s: %s", name, ", ".join(f"{k} {v}" for k, v in row.items() if k != "source"))
     return row

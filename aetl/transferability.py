@@ -19,74 +19,70 @@ import math
 from typing import Callable
 
 import torch
-from torch import nn
 
-from aetl.domains.shape import Fit, fit_images, to_channels
-from aetl.fit import image_errors
-from aetl.models import AEOutput, AutoEncoder
+from aetl.domains.shape import Fit, to_channels
+from aetl.fit import image_errors, own_space_errors
+from aetl.models import AutoEncoder
 
 FOLDS = 5
 RIDGE = 1e-3  # of the codes' mean variance: just enough to keep the decoder's solve stable
 
-
-class Readout(nn.Module):
-    """A fixed encoder with a linear decoder fitted (ridge regression) to some framed images."""
-
-    def __init__(self, encode: Callable[[torch.Tensor], torch.Tensor], framed: torch.Tensor) -> None:
-        super().__init__()
-        self.encode_fn = encode
-        z, y = encode(framed), framed.flatten(1).double()
-        self.z_mean, self.y_mean, self.shape = z.mean(0), y.mean(0), tuple(framed.shape[1:])
-        zc = z - self.z_mean
-        gram = zc.T @ zc
-        penalty = RIDGE * gram.trace().clamp_min(1e-12) / len(gram)
-        self.decoder = torch.linalg.solve(gram + penalty * torch.eye(len(gram), dtype=gram.dtype), zc.T @ (y - self.y_mean))
-
-    def forward(self, x: torch.Tensor) -> AEOutput:
-        z = self.encode_fn(x) - self.z_mean
-        return AEOutput((z @ self.decoder + self.y_mean).reshape(-1, *self.shape).float(), z.float())
-
-
-def pca_encoder(framed: torch.Tensor, k: int) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Projection onto the top k principal components of some framed images."""
-    flat = framed.flatten(1).double()
-    mean = flat.mean(0)
-    basis = torch.linalg.svd(flat - mean, full_matrices=False)[2][:k]
-    return lambda x: (x.flatten(1).double() - mean) @ basis.T
-
-
-def mf_encoder(mf: AutoEncoder) -> Callable[[torch.Tensor], torch.Tensor]:
-    device = next(mf.parameters()).device
-
-    @torch.no_grad()
-    def encode(x: torch.Tensor) -> torch.Tensor:
-        mf.eval()
-        return torch.cat([mf.encode(xb.to(device)).flatten(1).double().cpu() for xb in x.split(256)])
-
-    return encode
+Features = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]  # (train, held) masks -> codes
 
 
 def zero_shot(mf: AutoEncoder, x: torch.Tensor, size: int, channels: int, fit: Fit) -> float:
     """FVU of Mf's own reconstructions of x under fit, in the images' own space."""
-    return image_errors(mf, x, size, channels, fit).sum().item() / _spread(x, channels)
+    return image_errors(mf, x, size, channels, fit).sum().item() / spread(x, channels)
 
 
-def held_out(encoder_for: Callable[[torch.Tensor], Callable], x: torch.Tensor, size: int, channels: int,
-             fit: Fit) -> float:
-    """Held-out FVU (FOLDS-fold over x) of a linear decoder on the codes of encoder_for(fold)."""
+def held_out(features: Features, x: torch.Tensor, framed: torch.Tensor, fit: Fit) -> float:
+    """Held-out FVU (FOLDS-fold over the images x, framed by fit) of a linear decoder fitted by
+    ridge regression from the codes `features` gives to the framed training fold."""
     if len(x) < 2:
         return math.nan
     folds = torch.arange(len(x)) % min(FOLDS, len(x))
-    framed = fit_images(x, size, channels, fit)
     error = 0.0
     for f in folds.unique():
         held = folds == f
-        readout = Readout(encoder_for(framed[~held]), framed[~held])
-        error += image_errors(readout, x[held], size, channels, fit).sum().item()
-    return error / _spread(x, channels)
+        z_train, z_held = features(~held, held)
+        y = framed[~held].flatten(1).double()
+        z_mean, y_mean = z_train.mean(0), y.mean(0)
+        zc = z_train - z_mean
+        gram = zc.T @ zc
+        penalty = RIDGE * gram.trace().clamp_min(1e-12) / len(gram)
+        decoder = torch.linalg.solve(gram + penalty * torch.eye(len(gram), dtype=gram.dtype), zc.T @ (y - y_mean))
+        recon = ((z_held - z_mean) @ decoder + y_mean).reshape(-1, *framed.shape[1:]).float()
+        error += own_space_errors(recon, x[held], fit).sum().item()
+    return error / spread(x, framed.shape[1])
 
 
-def _spread(x: torch.Tensor, channels: int) -> float:
+def mf_features(mf: AutoEncoder, framed: torch.Tensor) -> Features:
+    """Mf's codes of the framed images (computed once: they do not depend on the fold)."""
+    z = encode(mf, framed)
+    return lambda train, held: (z[train], z[held])
+
+
+def pca_features(framed: torch.Tensor, k: int) -> Features:
+    """Codes on the top k principal components of the training fold (at most its size - 1)."""
+    flat = framed.flatten(1).double()
+
+    def features(train: torch.Tensor, held: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean = flat[train].mean(0)
+        basis = torch.linalg.svd(flat[train] - mean, full_matrices=False)[2][: min(k, int(train.sum()) - 1) or 1]
+        return (flat[train] - mean) @ basis.T, (flat[held] - mean) @ basis.T
+
+    return features
+
+
+@torch.no_grad()
+def encode(mf: AutoEncoder, framed: torch.Tensor) -> torch.Tensor:
+    mf.eval()
+    device = next(mf.parameters()).device
+    return torch.cat([mf.encode(xb.to(device)).flatten(1).double().cpu() for xb in framed.split(256)])
+
+
+def spread(x: torch.Tensor, channels: int) -> float:
+    """The images' squared deviation from their mean pixel value, in the frame's channels."""
     own = to_channels(x.double(), channels)
     return (own - own.mean()).square().sum().clamp_min(1e-12).item()
 
