@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from hydra import compose, initialize_config_module
@@ -19,6 +21,13 @@ TINY = [
     "trainer.eval_every=5",
 ]
 TINY_MODEL = ["model=mlp", "model.hidden=[32]", "model.latent_dim=4"]
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def options(group: str) -> str:
+    """A config group's options as aetl lists them ("concat, finetune, ..."), read from the
+    config folder, so that a new option (one YAML file) needs no test edited."""
+    return ", ".join(sorted(p.stem for p in (CONFIGS / group).glob("*.yaml")))
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from aetl.loop import Objective
 from aetl.resume import identity
 from aetl.rundir import load_checkpoint
 from aetl.train import train
+from conftest import options
 
 
 def run_cli(tmp_path, monkeypatch, capsys, *args):
@@ -31,13 +32,11 @@ def run_cli(tmp_path, monkeypatch, capsys, *args):
 
 
 @pytest.mark.parametrize("override, message", [
-    ("data=mnist_digit", "unknown data 'mnist_digit' (did you mean mnist_digits?); choose one of fashion_mnist, "
-                         "mnist_digits, mnist_mnist_m, photos_textures, synthetic_pair"),
+    ("data=mnist_digit", f"unknown data 'mnist_digit' (did you mean mnist_digits?); choose one of {options('data')}"),
     ("data/target=fashion", "unknown data/target 'fashion' (did you mean fashion_mnist?); choose one of"),
-    ("model=convv", "unknown model 'convv' (did you mean conv?); choose one of conv, fconv, mlp"),
-    ("strategy=concatt", "unknown strategy 'concatt' (did you mean concat?); choose one of concat, finetune, "
-                         "fixed_init, mixed, scratch"),
-    ("app=style", "unknown app 'style' (did you mean style_transfer?); choose one of augment, none, style_transfer"),
+    ("model=convv", f"unknown model 'convv' (did you mean conv?); choose one of {options('model')}"),
+    ("strategy=concatt", f"unknown strategy 'concatt' (did you mean concat?); choose one of {options('strategy')}"),
+    ("app=style", f"unknown app 'style' (did you mean style_transfer?); choose one of {options('app')}"),
     ("model.latnt_dim=3", "model.latnt_dim is not a config key (did you mean model.latent_dim?); `aetl train --cfg "
                           "job` shows the keys, and +model.latnt_dim=... adds a new one"),
     ("sed=1", "sed is not a config key (did you mean seed?)"),
