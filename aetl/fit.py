@@ -14,9 +14,10 @@ framed, came out "best" framed). Mapped back, the border is gone and lost detail
 as error.
 
 The lowest score wins, except that candidates within two standard errors of it (paired
-over the images) are a tie, and a tie goes to the simplest: keep before invert before
-match, resize before frame before crop, the middle margin (MNIST's 4 of 28) first. So a
-domain that already looks like the source is left as it is. The winner's score is also
+over the images) or within 5% of it are a tie, and a tie goes to the simplest: keep before
+invert before match, resize before frame before crop, the middle margin (MNIST's 4 of 28)
+first. So a domain that already looks like the source is left as it is, and a choice is
+only made for a difference that matters (the ones that do are 30% to 30x apart). The winner's score is also
 `aetl rank`'s label-free measure of how well a source suits the target.
 """
 
@@ -36,7 +37,8 @@ log = logging.getLogger(__name__)
 
 MAX_IMAGES = 512  # training images scored per candidate: enough to separate candidates 5-30x apart
 MARGIN_SHARES = (1 / 7, 1 / 14, 3 / 14)  # of the frame's side, the preferred first: 4, 2 and 6 pixels at 28
-TIE = 2.0  # standard errors within which two candidates count as equal
+TIE = 2.0  # standard errors within which two candidates count as equal ...
+TIE_SHARE = 0.05  # ... as do candidates within 5% of the best score: a difference too small to matter
 
 
 @dataclass
@@ -131,10 +133,11 @@ def own_space_errors(recon: torch.Tensor, x: torch.Tensor, fit: Fit) -> torch.Te
 
 
 def _tied(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """Whether a's total error is within TIE standard errors of b's (paired over images)."""
+    """Whether a's total error is within TIE standard errors of b's (paired over images), or
+    within TIE_SHARE of it."""
     diff = a - b
     noise = diff.std().nan_to_num(0).item() / len(diff) ** 0.5  # (one image: no spread to go by)
-    return diff.mean().item() <= TIE * noise
+    return diff.mean().item() <= max(TIE * noise, TIE_SHARE * b.mean().item())
 
 
 def _check(spec: DictConfig) -> None:
