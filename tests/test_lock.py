@@ -157,22 +157,25 @@ def test_report_out_that_cannot_be_written_is_one_line(tmp_path, monkeypatch, ca
 
 
 @pytest.mark.slow
-def test_two_trains_into_one_run_dir(tmp_path):
-    """The second is refused while the first runs; the first, killed, resumes; no line is doubled."""
+def test_two_trains_into_one_run_dir(tmp_path, monkeypatch, capsys):
+    """The second is refused while the first runs (held still with SIGSTOP, so the test does not
+    race it); the first, killed, resumes; no line of metrics.jsonl is doubled."""
     from test_cli import AETL, aetl
 
-    slow = [*TINY, *TINY_MODEL, "cache_dir=null", "trainer.pretrain.steps=3000", "trainer.checkpoint_every=20",
+    args = [*TINY, *TINY_MODEL, "cache_dir=null", "trainer.pretrain.steps=200", "trainer.checkpoint_every=50",
             "hydra.run.dir=run"]
-    first = subprocess.Popen([AETL, "train", *slow], cwd=tmp_path, stderr=subprocess.DEVNULL)
+    first = subprocess.Popen([AETL, "train", *args], cwd=tmp_path, stderr=subprocess.DEVNULL)
+    log = tmp_path / "run" / "run.log"
     try:
-        while not (tmp_path / "run" / "checkpoints" / "last.pt").is_file():
+        while not (log.is_file() and "pretraining" in log.read_text()):
             assert first.poll() is None, "the first run ended early"
-            time.sleep(0.2)
-        second = aetl("train", *slow, cwd=tmp_path)
-        assert second.returncode == 2 and second.stderr.splitlines() == [
-            f"aetl train: {tmp_path}/run is in use by process {first.pid} on {socket.gethostname()} (since "
-            f"{(tmp_path / 'run' / '.owner').read_text().split('(since ')[1].strip()}; wait for it to finish, or "
-            "choose another run dir (hydra.run.dir)"]
+            time.sleep(0.02)
+        first.send_signal(signal.SIGSTOP)
+        status, lines = run_cli(tmp_path, monkeypatch, capsys, "train", *args)  # the second, in this process
+        since = (tmp_path / "run" / ".owner").read_text().split("(since ")[1].strip()
+        assert status == 2 and lines == [
+            f"aetl train: {tmp_path}/run is in use by process {first.pid} on {socket.gethostname()} (since {since}; "
+            "wait for it to finish, or choose another run dir (hydra.run.dir)"]
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()
@@ -180,5 +183,5 @@ def test_two_trains_into_one_run_dir(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     steps = [(r["phase"], r["step"]) for r in records]
-    assert len(steps) == len(set(steps)) and ("pretrain", 3000) in steps
+    assert len(steps) == len(set(steps)) and ("pretrain", 200) in steps
     assert (tmp_path / "run" / "summary.json").is_file()
