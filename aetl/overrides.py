@@ -138,7 +138,9 @@ def _tried(sweep: Override) -> bool:
 
 def check_option(command: str, group: str, value: Any, loader: Any, searchpath: list[str]) -> None:
     """A config group's option (each of a list of them) must exist, with or without -m."""
-    if "." in group or value is None:
+    from aetl.schema import spec_for
+
+    if "." in group or value is None or spec_for(group) is not None:  # a key (seed=1), not a group
         return
     options = loader.get_group_options(group, config_name=command, overrides=searchpath)
     for name in value if isinstance(value, list) else [value]:
