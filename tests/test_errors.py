@@ -224,3 +224,15 @@ def test_a_failed_job_of_a_sweep_is_one_line_in_its_log(make_cfg, tmp_path, monk
         assert reports_errors(train)(make_cfg("trainer.transfer.lr=abc"), tmp_path / "job") is None  # the sweep goes on
     assert caplog.messages == ["job failed: trainer.transfer.lr must be a number > 0, got 'abc'; fix it in the "
                                "override or config"]
+
+
+def test_a_crash_leaves_its_line_in_the_log(caplog):
+    """A bug is not an AetlError: its traceback is Hydra's to show, and run.log keeps one line
+    that `aetl report` lists the crashed run with."""
+    @reports_errors
+    def task():
+        return {}[101]
+
+    with caplog.at_level(logging.ERROR), pytest.raises(KeyError):
+        task()
+    assert caplog.messages == ["job failed: KeyError: 101"]
