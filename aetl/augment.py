@@ -15,6 +15,7 @@ from aetl.data import load_pair
 from aetl.errors import reports_errors
 from aetl.fit import FitChoice
 from aetl.rundir import Run, register_resolvers
+from aetl.schema import check_config
 from aetl.train import pick_device
 
 register_resolvers()
@@ -30,6 +31,7 @@ def main(cfg: DictConfig) -> dict:
 
 
 def augment(cfg: DictConfig, out_dir: Path) -> dict:
+    check_config(cfg)
     run = Run(out_dir)
     device = pick_device(cfg.device)
     model, trained = load_run(cfg.run, device)

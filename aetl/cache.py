@@ -7,7 +7,8 @@ key stands for). A job holds an exclusive lock on `<dir>/<key>.lock` (filelock: 
 on POSIX, msvcrt on Windows) while it looks up and, on a miss, trains and stores the
 entry, so concurrent jobs (joblib, submitit, SLURM arrays on a shared file system with
 working locks) never train the same entry twice or read a half-written one; jobs with
-other keys do not wait.
+other keys do not wait. A cache folder aetl cannot write to is refused before any
+pretraining; an entry that cannot be stored (a full disk) is a warning, and the job goes on.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Iterator
 from filelock import FileLock
 
 from aetl.errors import AetlError
+from aetl.lock import cannot_write, writable
 from aetl.rundir import atomic_write, load_checkpoint
 
 log = logging.getLogger(__name__)
@@ -34,11 +36,12 @@ def cache_key(spec: dict) -> str:
 class SourceCache:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).expanduser()
+        fix = "set cache_dir to a writable folder (or cache_dir=null: no cache)"
+        writable(self.root, fix)
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as err:
-            raise AetlError(f"cannot create the source cache at {self.root} ({err.strerror}); "
-                            "set cache_dir to a writable folder, or cache_dir=null to turn the cache off") from None
+            raise AetlError(cannot_write(self.root, err, fix)) from None
 
     def entry(self, key: str) -> Path:
         return self.root / key / "source.pt"
@@ -58,10 +61,15 @@ class SourceCache:
             log.warning("ignoring the unreadable cache entry %s (%s); pretraining again", path, err)
             return None
 
-    def store(self, key: str, state: dict, spec: dict) -> Path:
+    def store(self, key: str, state: dict, spec: dict) -> Path | None:
+        """Write the entry; when it cannot be written (a full disk), warn and return None."""
         import torch
 
         path = self.entry(key)
-        atomic_write(path.parent / "spec.json", lambda f: f.write(json.dumps(spec, indent=2, default=str).encode()))
-        atomic_write(path, lambda f: torch.save(state, f))
+        try:
+            atomic_write(path.parent / "spec.json", lambda f: f.write(json.dumps(spec, indent=2, default=str).encode()))
+            atomic_write(path, lambda f: torch.save(state, f))
+        except AetlError as err:
+            log.warning("source model not cached: %s", err)
+            return None
         return path

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import difflib
 import importlib
+import logging
 import os
 import re
 import sys
@@ -20,10 +20,6 @@ COMMANDS = {
     "report": "aggregate run dirs and sweeps into a mean ± std table (Markdown, CSV) and plots",
     "rank": "score candidate sources for a target before any transfer: which one to use, and whether it helps",
 }
-
-# Configs that Hydra plugins bring, and the aetl extra that installs each plugin.
-PLUGINS = {"hydra/sweeper/optuna": "optuna", "hydra/launcher/joblib": "cluster",
-           "hydra/launcher/submitit_local": "cluster", "hydra/launcher/submitit_slurm": "cluster"}
 
 USAGE = """usage: aetl <command> [overrides] [hydra flags]
 
@@ -67,6 +63,8 @@ def main(argv: list[str] | None = None) -> None:
     cfg = check_overrides(command, rest)
     if command == "train" and cfg is not None:
         check_run_dir(rest, cfg)
+    check_output(command, rest)
+    logging.raiseExceptions = False  # a full disk under run.log: the job's own one line says so, not a traceback
     module = importlib.import_module(f"aetl.{command}")
     sys.argv = [f"aetl {command}", *rest, *quiet_rank_overrides()]
     module.main()
@@ -118,21 +116,24 @@ def last_checkpoint(root: Path) -> dict:
 
 
 def check_run_dir(args: list[str], cfg: DictConfig) -> None:
-    """Refuse, before Hydra writes into it, a hydra.run.dir that holds a finished run, or
-    an interrupted one that another config started. (Rank 0 only: under torchrun the
-    other ranks write elsewhere.)"""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
+    """Refuse, before Hydra writes into it, a hydra.run.dir that holds a finished run, that
+    another process is running in, or that holds an interrupted run another config started;
+    else hold it for this process. (Rank 0 only: under torchrun the other ranks write elsewhere.)"""
     from aetl.errors import AetlError
+    from aetl.lock import claim
+    from aetl.overrides import override_value
     from aetl.resume import changed_config, differences, finished_run, identity
 
-    parsed = OverridesParser.create().parse_overrides([a for a in args if not a.startswith("-")])
-    dirs = [str(o.value()) for o in parsed if o.key_or_group == "hydra.run.dir"]
-    if not dirs or os.environ.get("RANK", "0") != "0":
+    given = override_value(args, "hydra.run.dir")
+    if given is None or os.environ.get("RANK", "0") != "0":
         return
-    root = Path(dirs[-1])
+    root = Path(given)
     if (root / "summary.json").is_file():
         refuse("train", finished_run(root))
+    try:
+        claim(root)  # before Hydra writes into it: one process per run dir
+    except AetlError as err:
+        refuse("train", str(err))
     saved = last_checkpoint(root).get("identity")
     try:
         changed = differences(saved, identity(cfg)) if saved is not None else []
@@ -142,108 +143,37 @@ def check_run_dir(args: list[str], cfg: DictConfig) -> None:
         refuse("train", changed_config(root, changed))
 
 
-def check_overrides(command: str, args: list[str]) -> DictConfig | None:
-    """Compose the config once before Hydra runs, so that an unknown option or a misspelled
-    key is one line with the fix (Hydra's own report spans a screen) and nothing is
-    written. A sweep is checked with its first value; Hydra's own settings (but for its
-    search path), and commands with Hydra flags other than -m, are left to Hydra. Returns
-    the composed config of a single run, else None."""
-    if any(a.startswith("-") and a not in ("-m", "--multirun") for a in args):
-        return None
-    # an hparams_search preset sets hydra.mode=MULTIRUN itself
-    multirun = any(a in ("-m", "--multirun") or a.startswith("hparams_search=") for a in args)
-    from hydra import compose, initialize_config_module
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException, MissingConfigException
+def check_output(command: str, args: list[str]) -> None:
+    """Before Hydra writes: a single run holds its hydra.run.dir (one process per run dir; the
+    job holds it on), and the place a run or sweep dir is made in must take a write."""
+    from aetl.errors import AetlError
+    from aetl.lock import claim, writable
+    from aetl.overrides import is_multirun, override_value
 
-    from aetl.resume import missing_values, needs_value
-
-    def fail(message: str) -> NoReturn:
-        refuse(command, message)
-
+    if any(a.startswith("-") and a not in ("-m", "--multirun") for a in args) or os.environ.get("RANK", "0") != "0":
+        return  # Hydra's flags (--cfg, --help) write nothing; ranks > 0 write nothing of their own
+    multirun = is_multirun(args)
+    setting = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    given = override_value(args, setting)
     try:
-        parsed = OverridesParser.create().parse_overrides([a for a in args if not a.startswith("-")])
-    except HydraException as err:
-        fail(f"cannot parse the overrides: {str(err).strip().splitlines()[0]}")
-    plain = []
-    for o in parsed:
-        sweep = o.is_sweep_override()
-        untried = sweep and (not o.is_discrete_sweep() or o.value_type.name == "GLOB_CHOICE_SWEEP")
-        if sweep and not multirun and not o.is_hydra_override():
-            fail(f"{o.input_line} is a sweep: add -m to run one job per value, or quote the value "
-                 f"({o.key_or_group}='...') to pass it as one string")
-        if o.key_or_group == "hydra.searchpath":  # where configs of the user's own are found
-            plain.append(o.input_line)
-        elif o.is_hydra_override() or untried:
-            continue  # Hydra's own settings; sweeps with no first value to try (interval, glob)
-        elif sweep:
-            plain.append(f"{o.get_key_element()}={next(iter(o.sweep_string_iterator()))}")
+        if given is not None and not multirun:
+            claim(given)
         else:
-            plain.append(o.input_line)
+            writable(given or ".", f"choose a writable {setting}")  # (a timestamped dir is made below it)
+    except AetlError as err:
+        refuse(command, str(err))
+
+
+def check_overrides(command: str, args: list[str]) -> DictConfig | None:
+    """aetl.overrides.check before Hydra runs: a bad override or value is one line and exit
+    status 2, and nothing is written. Returns the composed config of a single run, else None."""
+    from aetl.errors import AetlError
+    from aetl.overrides import check
 
     try:
-        with initialize_config_module("aetl.configs", version_base="1.3"):
-            cfg = compose(command, overrides=plain)
-    except MissingConfigException as err:
-        wanted = str(err.missing_cfg_file or "")
-        if wanted in PLUGINS:
-            fail(f'{wanted} comes from a Hydra plugin that is not installed: pip install "aetl[{PLUGINS[wanted]}]"')
-        group, _, name = wanted.rpartition("/")
-        options = sorted(err.options or [])
-        if not options:
-            fail(one_line(str(err)))
-        fail(f"unknown {group} '{name}'{suggest(name, options)}; choose one of {', '.join(options)}")
-    except HydraException as err:
-        message = str(err).strip()
-        key = re.match(r"Could not override '([^']+)'", message)
-        if key and "not in struct" in f"{message} {err.__cause__}":
-            name = key.group(1)
-            others = [o for o in plain if not o.lstrip("+~").startswith(f"{name}=")]
-            keys = config_keys(command, others)
-            parent = name.rpartition(".")[0]
-            siblings = [k for k in keys if k.rpartition(".")[0] == parent]  # the keys beside it, if any
-            fail(f"{name} is not a config key{suggest(name, siblings or keys)}; "
-                 f"`aetl {command} --cfg job` shows the keys, and +{name}=... adds a new one")
-        fail(one_line(message))
-    missing = missing_values(cfg)
-    if missing:
-        fail(needs_value(missing[0]))
-    if command == "train":
-        from aetl.errors import AetlError
-        from aetl.objective import check_objective
-
-        try:
-            check_objective(cfg.objective)
-        except AetlError as err:
-            fail(str(err))
-    return None if multirun else cfg
-
-
-def one_line(message: str) -> str:
-    """Hydra's message on one line, its hint ("To append to your config use +foo=1") kept;
-    the config search path it lists after that is left out."""
-    lines = message.strip().split("Config search path:")[0].splitlines()
-    return " ".join(line.strip() for line in lines if line.strip())
-
-
-def suggest(name: str, candidates: list[str]) -> str:
-    """' (did you mean X?)' for the closest candidate (or one name is the start of), else ''."""
-    close = difflib.get_close_matches(name, candidates, n=1) or [c for c in candidates if c.startswith(name)][:1]
-    return f" (did you mean {close[0]}?)" if close else ""
-
-
-def config_keys(command: str, overrides: list[str]) -> list[str]:
-    """Every dotted key of the composed config (empty if it does not compose)."""
-    from hydra import compose, initialize_config_module
-
-    from aetl.resume import config_nodes
-
-    try:
-        with initialize_config_module("aetl.configs", version_base="1.3"):
-            cfg = compose(command, overrides=overrides)
-    except Exception:  # noqa: BLE001 - only a suggestion is lost
-        return []
-    return [key for key, _ in config_nodes(cfg)]
+        return check(command, args)
+    except AetlError as err:
+        refuse(command, str(err))
 
 
 def quiet_rank_overrides() -> list[str]:

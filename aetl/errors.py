@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import os
@@ -56,6 +57,7 @@ def reports_errors(task: Callable[..., Any]) -> Callable[..., Any]:
                     log.error("job failed: %s", err)
                 return None
             if err is None or debug_enabled():
+                log.error("job failed: %s: %s", type(raised).__name__, raised)  # for run.log: Hydra prints the rest
                 raise
             log.error("%s", err)  # the log reaches both the console (stderr) and run.log
             raise SystemExit(2) from None
@@ -79,8 +81,21 @@ def user_error(err: BaseException) -> AetlError | None:
         if isinstance(err, ModuleNotFoundError) and (err.name or "").split(".")[0] in EXTRAS:
             extra, need = EXTRAS[err.name.split(".")[0]]
             return AetlError(f'{need}: pip install "aetl[{extra}]"')
+        if isinstance(err, OSError) and err.filename is not None:
+            return AetlError(os_error(err))
         err = err.__cause__
     return None
+
+
+def os_error(err: OSError) -> str:
+    """One line for a file the job could not write (or read): the path, the reason, the fix."""
+    if err.errno in (errno.EROFS, errno.ENOSPC, errno.EDQUOT):
+        fix = "choose a writable location (hydra.run.dir, cache_dir, ...) or free some space"
+    elif err.errno in (errno.EACCES, errno.EPERM):
+        fix = "fix its permissions or choose another location"
+    else:
+        fix = "check the path"
+    return f"cannot use {err.filename} ({err.strerror or err}); {fix}"
 
 
 def in_multirun() -> bool:

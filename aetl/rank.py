@@ -37,6 +37,7 @@ from aetl.loop import Loop
 from aetl.models import AutoEncoder, build_model
 from aetl.pretrain import obtain_source
 from aetl.rundir import Run, load_checkpoint, register_resolvers
+from aetl.schema import check_config
 from aetl.strategies import load_weights
 from aetl.train import pick_device
 from aetl.transferability import held_out, logme, mf_features, pca_features, zero_shot
@@ -65,6 +66,7 @@ def compose_source(overrides: list[str], name: str) -> DictConfig:
 
 def rank(cfg: DictConfig, out_dir: Path, overrides: list[str], composer=compose_source) -> dict:
     """Score every candidate source for the target of cfg.data; write rank.json and rank.csv."""
+    check_config(cfg)
     if not cfg.sources and not cfg.models:
         raise AetlError("nothing to rank: give sources=[mnist,fashion_mnist,...] and/or models=[path/to/source.pt]")
     run = Run(out_dir)

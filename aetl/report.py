@@ -1,15 +1,14 @@
 """`aetl report DIR...`: a mean ± std table over seeds, the gain over scratch, and plots.
 
-Every directory under DIR that holds `.hydra/` is a job. A job with summary.json is
-complete; one whose run.log says it failed is listed as failed; any other is listed
-as incomplete (still running, or killed). Nothing is silently dropped.
+Every directory under DIR that holds `.hydra/` is a job (aetl/jobs.py reads them); jobs
+that did not finish, or whose files are damaged, are listed under the table with what is
+wrong with each. Nothing is silently dropped.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 import statistics
 import sys
@@ -18,23 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-import yaml
+from aetl.jobs import FIGURES, Job, find_jobs
 
-FIGURES = ["target_mse", "target_psnr", "target_acc", "target_acc_augmented", "pretrain_s", "transfer_s", "total_s"]
 # Overrides that are columns of the table (or vary within a group) rather than a variant.
 COLUMNS = {"run", "seed", "strategy", "data.target.labels_per_class", "data.target.n_train", "data", "data/source",
            "data/target", "trainer.transfer.steps", "trainer.pretrain.cls_weight", "experiment"}
 # Overrides that change how a job runs, not what it computes.
 HOW = {"trainer.progress", "trainer.threads", "trainer.device", "cache_dir", "hydra/launcher", "logger",
        "objective.key", "objective.direction"}
-
-
-@dataclass
-class Job:
-    path: Path
-    overrides: list[str]
-    summary: dict | None = None
-    problem: str | None = None  # why it is not in the table
 
 
 class GroupKey(NamedTuple):
@@ -77,30 +67,6 @@ class Group:
         return statistics.stdev(v) if len(v) > 1 else 0.0
 
 
-def find_jobs(dirs: list[Path]) -> list[Job]:
-    jobs = []
-    for root in dirs:
-        for hydra_dir in sorted(root.rglob(".hydra")):
-            path = hydra_dir.parent
-            overrides_file = hydra_dir / "overrides.yaml"
-            overrides = (yaml.safe_load(overrides_file.read_text()) or []) if overrides_file.is_file() else []
-            job = Job(path, [str(o) for o in overrides])
-            summary = path / "summary.json"
-            if summary.is_file():
-                job.summary = json.loads(summary.read_text())
-            else:
-                job.problem = _failure(path / "run.log") or "incomplete: no summary.json (still running or killed)"
-            jobs.append(job)
-    return jobs
-
-
-def _failure(log: Path) -> str | None:
-    if not log.is_file():
-        return None
-    errors = [line for line in log.read_text().splitlines() if "[ERROR]" in line]
-    return "failed: " + errors[-1].split("] ", 2)[-1] if errors else None
-
-
 def variant(job: Job) -> tuple[str, ...]:
     """The job's overrides that are not table columns: what else sets this group apart."""
     kept = [o for o in job.overrides if o.split("=")[0].lstrip("+~") not in COLUMNS | HOW
@@ -138,14 +104,11 @@ def val_curve(group: Group) -> dict[int, float]:
     """Mean validation MSE over the group's jobs at each logged target step."""
     points: dict[int, list[float]] = defaultdict(list)
     for job in group.jobs:
-        metrics = job.path / "metrics.jsonl"
-        if not metrics.is_file():
-            continue
         kept = job.summary.get("chosen") if job.summary else None  # auto: the curve of the model it kept
-        for line in metrics.read_text().splitlines():
-            rec = json.loads(line)
+        for rec in job.records:
             model, _, phase = rec["phase"].rpartition("/")
-            if phase.startswith("transfer") and model == (kept or "") and rec.get("val_mse") is not None:
+            if phase.startswith("transfer") and model == (kept or "") and rec["step"] is not None \
+                    and isinstance(rec.get("val_mse"), (int, float)):
                 points[rec["step"]].append(rec["val_mse"])
     return {step: statistics.fmean(v) for step, v in sorted(points.items())}
 
@@ -207,10 +170,16 @@ def markdown(table: list[dict], jobs: list[Job]) -> str:
                   "(pair, target images, labels per class, target steps and the other overrides):", ""]
         lines += [f"- {r['source']} → {r['target']}, {r['n_target_train']} images, {r['labels_per_class']} "
                   f"labels/class, {r['strategy']}" + (f" ({r['variant']})" if r["variant"] else "") for r in blank]
+    if not table:
+        lines += ["", "No run finished: there is nothing to tabulate or plot."]
     left_out = [j for j in jobs if j.summary is None]
     if left_out:
         lines += ["", "Runs not in the table:", ""]
         lines += [f"- `{j.path}` ({' '.join(j.overrides) or 'no overrides'}): {j.problem}" for j in left_out]
+    damaged = [j for j in jobs if j.damage]
+    if damaged:
+        lines += ["", "Runs in the table with damaged files:", ""]
+        lines += [f"- `{j.path}`: {'; '.join(dict.fromkeys(j.damage))}" for j in damaged]
     return "\n".join(lines) + "\n"
 
 
@@ -248,14 +217,24 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     out = args.out or args.dirs[0]
-    out.mkdir(parents=True, exist_ok=True)
     groups = group_jobs(jobs)
     table = rows(groups)
+    curves = [val_curve(g) for g in groups]  # rows() gives one row per group, in order
     text = markdown(table, jobs)
-    (out / "report.md").write_text(text)
-    write_csv(table, out / "report.csv")
-    from aetl.plots import plot_all
-
-    plot_all(table, [val_curve(g) for g in groups], out)  # rows() gives one row per group, in order
+    try:
+        write_all(text, table, curves, out)
+    except OSError as err:
+        print(f"aetl report: error: cannot write to {err.filename or out} ({err.strerror or err}); choose a writable "
+              "--out", file=sys.stderr)
+        return 2
     print(text, end="")
     return 0
+
+
+def write_all(text: str, table: list[dict], curves: list[dict[int, float]], out: Path) -> None:
+    from aetl.plots import plot_all
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.md").write_text(text)
+    write_csv(table, out / "report.csv")
+    plot_all(table, curves, out)

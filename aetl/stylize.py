@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 from aetl.apps import load_run
 from aetl.errors import reports_errors
 from aetl.rundir import Run, register_resolvers
+from aetl.schema import check_config
 from aetl.train import pick_device
 
 register_resolvers()
@@ -24,6 +25,7 @@ def main(cfg: DictConfig) -> dict:
 
 
 def stylize(cfg: DictConfig, out_dir: Path) -> dict:
+    check_config(cfg)
     run = Run(out_dir)
     model, _ = load_run(cfg.run, pick_device(cfg.device))
     app = instantiate(cfg.app, content=cfg.content, style=cfg.style)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -20,6 +21,7 @@ from aetl.errors import AetlError, in_multirun, reports_errors
 from aetl.evaluate import Predictor, accuracy, fit_probe, head_predictions, reconstruction_metrics
 from aetl.fit import is_open
 from aetl.loop import Loop, Phase
+from aetl.lock import owned
 from aetl.loggers import open_loggers
 from aetl.losses import AlignLoss, ClassifyLoss
 from aetl.models import AutoEncoder
@@ -27,6 +29,7 @@ from aetl.objective import check_objective, objective_value
 from aetl.pretrain import Source, obtain_source, resumed_source
 from aetl.resume import Progress, StopSignals, finished_run
 from aetl.rundir import Run, load_checkpoint, register_resolvers
+from aetl.schema import check_config
 from aetl.strategies import Context, Strategy, load_weights
 
 log = logging.getLogger(__name__)
@@ -45,10 +48,13 @@ def train(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) ->
     """Run the whole pipeline into out_dir and return the summary (`main` hands sweepers its objective).
     overrides: the command line's, kept in last.pt for `aetl train resume=`."""
     check_objective(cfg.objective)
+    check_config(cfg)
     world, device = join(cfg.trainer.device)
     run = Run(out_dir, enabled=world.is_main)
-    try:
-        with StopSignals(out_dir, quiet=not world.is_main) as signals:
+    finished = (Path(out_dir) / "summary.json").is_file()  # a finished run is only read
+    try:  # rank 0 holds the run dir (a sweep's job too): one process per run dir
+        with owned(out_dir) if world.is_main and not finished else contextlib.nullcontext(), \
+                StopSignals(out_dir, quiet=not world.is_main) as signals:
             return _train(cfg, run, world, device or pick_device(cfg.trainer.device), signals, overrides)
     finally:
         run.close()

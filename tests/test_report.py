@@ -125,3 +125,44 @@ def test_gain_is_against_the_scratch_with_every_other_setting_equal(tmp_path, ca
     assert lonely["mse_gain_pct"] == "" and lonely["no_gain_because"]
     assert "no `scratch` with every other setting equal" in printed
     assert "- mnist → digits, 100 images, 10 labels/class, finetune (data.target.root=c)" in printed
+
+
+def test_every_job_failed_writes_the_list_and_no_empty_plot(tmp_path, capsys):
+    root = tmp_path / "sweep"
+    make_job(root, "0", ["strategy=scratch"], log="[12:00:01][ERROR] job failed: trainer.transfer.lr must be > 0\n")
+    make_job(root, "1", ["strategy=finetune"], log="[12:00:01][ERROR] job failed: KeyError: 101\n")  # a crash
+    assert main([str(root)]) == 0
+    printed = capsys.readouterr().out
+    assert "No run finished: there is nothing to tabulate or plot." in printed
+    assert "(strategy=finetune): failed: job failed: KeyError: 101" in printed
+    assert not list(root.glob("*.png"))
+
+
+def test_damaged_and_partial_runs_are_listed_with_what_is_wrong(sweep, capsys):
+    make_job(sweep, "badjson", ["strategy=scratch", "seed=7"])
+    (sweep / "badjson" / "summary.json").write_text('{"strategy": "scratch", "target_mse": ')
+    make_job(sweep, "list", ["strategy=scratch", "seed=8"])
+    (sweep / "list" / "summary.json").write_text("[1, 2]")
+    make_job(sweep, "short", ["strategy=scratch", "seed=9"])
+    (sweep / "short" / "summary.json").write_text('{"strategy": "scratch", "target_mse": 0.1}')
+    make_job(sweep, "text", ["strategy=scratch", "seed=10"], {"strategy": "scratch", "seed": 10, "target_mse": "abc"})
+    make_job(sweep, "yaml", [], {"strategy": "scratch", "seed": 11, "target_mse": 0.1})
+    (sweep / "yaml" / ".hydra" / "overrides.yaml").write_text("- a: [\n")
+    make_job(sweep, "stopped", ["strategy=concat"])
+    (sweep / "stopped" / "checkpoints").mkdir()
+    (sweep / "stopped" / "checkpoints" / "last.pt").write_bytes(b"PK")
+    with open(sweep / "s1" / "metrics.jsonl", "a") as f:
+        f.write('{"phase": "transfer", "step": 350, "val_m')  # a kill in the middle of a line
+    assert main([str(sweep)]) == 0
+    printed = capsys.readouterr().out
+    assert "badjson` (strategy=scratch seed=7): damaged summary.json (Expecting value: line 1 column 39" in printed
+    assert "list` (strategy=scratch seed=8): damaged summary.json (not a JSON object)" in printed
+    assert "short` (strategy=scratch seed=9): damaged summary.json (no source, target, n_target_train, " in printed
+    assert "text` (strategy=scratch seed=10): damaged summary.json (target_mse is 'abc', not a number)" in printed
+    assert "yaml` (no overrides): damaged .hydra/overrides.yaml (while parsing a flow node" in printed
+    assert (f"stopped` (strategy=concat): stopped before it finished (killed or interrupted); resume with: aetl train "
+            f"resume={sweep / 'stopped'}") in printed
+    assert f"Runs in the table with damaged files:\n\n- `{sweep / 's1'}`: metrics.jsonl: 1 damaged line(s) skipped " \
+           "(line 7 first)" in printed
+    rows = {r["strategy"]: r for r in csv.DictReader(open(sweep / "report.csv"))}
+    assert rows["scratch"]["seeds"] == "2"  # s1 is still in the table: its summary is sound

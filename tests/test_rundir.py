@@ -59,3 +59,25 @@ def test_unique_dir_never_hands_out_a_taken_dir(tmp_path):
     assert first == base + "_1" and os.path.isdir(first)
     assert unique_dir(base) == first  # memoised: one process, one answer
     assert unique_dir(str(tmp_path / "12-00-01")) == str(tmp_path / "12-00-01")
+
+
+def test_a_file_that_is_not_a_checkpoint(tmp_path):
+    for name, data in (("notes.pt", b"hello\n"), ("empty.pt", b""), ("config.pt", b"model: 1\n")):
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(AetlError, match=f"^{tmp_path / name} is not a PyTorch checkpoint \\(torch.save writes a "
+                                            "zip archive, and this file is not one\\); pass a .pt file a run wrote$"):
+            load_checkpoint(tmp_path / name)
+    torch.save({"weights": [1, 2]}, tmp_path / "other.pt")
+    with pytest.raises(AetlError, match="has no 'model' state dict; use a checkpoint written by aetl"):
+        load_checkpoint(tmp_path / "other.pt")
+
+
+def test_non_finite_weights_are_refused_on_load(tmp_path):
+    w = torch.ones(3, 2)
+    w[1, 0] = float("nan")
+    torch.save({"model": {"encoder.0.weight": w, "encoder.0.bias": torch.full((3,), float("inf")),
+                          "steps": torch.tensor(5)}}, tmp_path / "diverged.pt")
+    with pytest.raises(AetlError, match=f"^checkpoint {tmp_path / 'diverged.pt'} holds weights that are nan or inf "
+                                        r"\(encoder.0.weight, encoder.0.bias\): the run that wrote it diverged; use "
+                                        "another checkpoint, or train again with a lower learning rate$"):
+        load_checkpoint(tmp_path / "diverged.pt")

@@ -58,3 +58,19 @@ def test_a_three_trial_optuna_search_over_the_transfer_lr(tmp_path):
     assert f"Best value: {results['best_value']}" in out.stdout
     print(f"best target_val_mse {results['best_value']:.5f} at trainer.transfer.lr={lrs[best]:.2e} "
           f"(trials: {', '.join(f'{lr:.2e} -> {v:.5f}' for lr, v in zip(lrs, values))})")
+
+
+@pytest.mark.slow
+def test_a_sweep_with_a_failed_job_ends_non_zero_naming_its_log(tmp_path):
+    from test_cli import aetl
+
+    out = aetl("train", "-m", *TINY, *TINY_MODEL, "strategy=scratch", "data.target.labels_per_class=1,50",
+               "hydra.sweep.dir=sweep", cwd=tmp_path)
+    assert out.returncode == 1
+    assert out.stderr.splitlines()[-1] == "aetl train: 1 of 2 jobs failed; their logs: sweep/1/run.log (aetl report " \
+                                          "sweep lists why)"
+    log = (tmp_path / "sweep" / "1" / "run.log").read_text()
+    assert [line.split("] ", 2)[-1] for line in log.splitlines() if "[ERROR]" in line] == [
+        "job failed: data.target.labels_per_class=50 but class 0 has only 10 of the 40 target training images; "
+        "lower labels_per_class or raise data.target.n_train"]
+    assert "Traceback" not in log and (tmp_path / "sweep" / "0" / "summary.json").is_file()
