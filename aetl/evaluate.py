@@ -7,6 +7,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from aetl.domains import unit
 from aetl.models import AutoEncoder
 
 Predictor = Callable[[torch.Tensor], torch.Tensor]  # images -> class indices
@@ -14,12 +15,16 @@ Predictor = Callable[[torch.Tensor], torch.Tensor]  # images -> class indices
 
 @torch.no_grad()
 def recon_errors(model: AutoEncoder, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    """Per-image mean squared error (pixels in [0, 1]), shape (N,)."""
+    """Per-image mean squared error (pixels in [0, 1]; x may be uint8), shape (N,)."""
     was_training = model.training
     model.eval()
-    errs = [F.mse_loss(model(xb).recon, xb, reduction="none").flatten(1).mean(1) for xb in x.split(batch_size)]
+    errs = [_recon_error(model, unit(xb)) for xb in x.split(batch_size)]
     model.train(was_training)
     return torch.cat(errs) if errs else torch.zeros(0, device=x.device)
+
+
+def _recon_error(model: AutoEncoder, x: torch.Tensor) -> torch.Tensor:
+    return F.mse_loss(model(x).recon, x, reduction="none").flatten(1).mean(1)
 
 
 def reconstruction_metrics(model: AutoEncoder, x: torch.Tensor) -> dict[str, float]:
@@ -33,7 +38,7 @@ def reconstruction_metrics(model: AutoEncoder, x: torch.Tensor) -> dict[str, flo
 def encode_all(model: AutoEncoder, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
     was_training = model.training
     model.eval()
-    z = torch.cat([model.encode(xb).flatten(1) for xb in x.split(batch_size)])
+    z = torch.cat([model.encode(unit(xb)).flatten(1) for xb in x.split(batch_size)])
     model.train(was_training)
     return z
 
@@ -71,14 +76,14 @@ def head_predictions(model: AutoEncoder, classes: torch.Tensor) -> Predictor:
     @torch.no_grad()
     def predict(x: torch.Tensor) -> torch.Tensor:
         model.eval()
-        return torch.cat([model.logits(model.encode(xb))[:, classes].argmax(1) for xb in x.split(1024)])
+        return torch.cat([model.logits(model.encode(unit(xb)))[:, classes].argmax(1) for xb in x.split(1024)])
 
     return predict
 
 
 def accuracy(predict: Predictor | None, split) -> float | None:
     """Share of split's labelled images that predict gets right (None without a predictor or labels)."""
-    keep = split.y >= 0
-    if predict is None or not keep.any():
+    keep = torch.nonzero(split.y >= 0).squeeze(1)
+    if predict is None or not len(keep):
         return None
-    return (predict(split.x[keep]) == split.y[keep]).float().mean().item()
+    return (predict(split.pixels(keep)) == split.y[keep]).float().mean().item()
