@@ -32,7 +32,8 @@ from aetl.imagecache import ImageCache
 from aetl.storage import Storage, to_device, upload
 
 log = logging.getLogger(__name__)
-LEVEL_IMAGES = 4096  # source images behind its background and foreground levels
+LEVEL_IMAGES = 4096  # source images behind its background and foreground levels ...
+LEVEL_VALUES = 2 ** 22  # ... or fewer, for large colour images (4096 28x28 digits are 3.2M values)
 
 
 @dataclass
@@ -92,7 +93,8 @@ class Side:
 
     def levels(self) -> Levels:
         """The background and foreground levels of the training images (what a `match` tone moves onto)."""
-        return Levels.of(self.train.batch(slice(0, LEVEL_IMAGES)).cpu())
+        per_image = max(1, int(np.prod(self.train.images.shape[1:])))
+        return Levels.of(self.train.batch(slice(0, min(LEVEL_IMAGES, max(1, LEVEL_VALUES // per_image)))).cpu())
 
 
 @dataclass

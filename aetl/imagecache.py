@@ -63,6 +63,7 @@ class ImageCache:
         spec and fingerprint (for `mapped`)."""
         loader = get_method(load._target_)
         args = {k: v for k, v in OmegaConf.to_container(load, resolve=True).items() if k != "_target_"}
+        started = time.perf_counter()  # the folder's listing counts in the time a load takes
         fingerprint_of = getattr(sys.modules[loader.__module__], "fingerprint", None)
         fingerprint = fingerprint_of(**args) if fingerprint_of else ""
         spec = {"kind": "domain", "load": {"_target_": load._target_, **args}, "aetl": aetl.__version__,
@@ -72,15 +73,15 @@ class ImageCache:
         def build(alloc: Alloc) -> Domain:
             return loader(**args, alloc=alloc) if takes_alloc else loader(**args)
 
-        return self._entry(spec, fingerprint, build, role), spec, fingerprint
+        return self._entry(spec, fingerprint, build, role, started), spec, fingerprint
 
     def mapped(self, spec: dict, fingerprint: str, build: Callable[[Alloc], Domain], role: str) -> Domain:
         """A domain's images mapped into the pair's frame; spec: the domain's key spec plus the
         fit and shape."""
-        return self._entry({**spec, "kind": "mapped"}, fingerprint, build, role)
+        return self._entry({**spec, "kind": "mapped"}, fingerprint, build, role, time.perf_counter())
 
-    def _entry(self, spec: dict, fingerprint: str, build: Callable[[Alloc], Domain], role: str) -> Domain:
-        started = time.perf_counter()
+    def _entry(self, spec: dict, fingerprint: str, build: Callable[[Alloc], Domain], role: str,
+               started: float) -> Domain:
         if self.root is None:
             return build(in_memory)
         key = cache_key(spec)
@@ -90,7 +91,7 @@ class ImageCache:
             if domain is not None:
                 for note in domain.notes:
                     log.warning("%s (when it was decoded)", note)
-                log.info("%s %s: %d images %s, memory-mapped from the image cache %s in %.2f s", role, spec["kind"],
+                log.info("%s %s: %d images %s memory-mapped from the image cache %s in %.2f s", role, domain.name,
                          len(domain.images), "x".join(map(str, domain.images.shape[1:])), entry,
                          time.perf_counter() - started)
                 return domain
@@ -103,9 +104,10 @@ class ImageCache:
                     entry.replace(stale)
                     shutil.rmtree(stale, ignore_errors=True)
                 staging.replace(entry)
-            log.info("%s %s: %d images %s into the image cache %s in %.2f s", role,
-                     "decoded" if spec["kind"] == "domain" else "mapped", len(built.images),
-                     "x".join(map(str, built.images.shape[1:])), entry, time.perf_counter() - started)
+            log.info("%s %s: %s %d images %s into the image cache %s in %.2f s", role, built.name,
+                     "decoded" if spec["kind"] == "domain" else f"mapped ({spec['fit']['geometry']})",
+                     len(built.images), "x".join(map(str, built.images.shape[1:])), entry,
+                     time.perf_counter() - started)
             return self._read(entry, fingerprint)
 
     def _read(self, entry: Path, fingerprint: str) -> Domain | None:

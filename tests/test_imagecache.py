@@ -128,3 +128,14 @@ def test_an_unwritable_cache_is_one_line(tmp_path):
     with pytest.raises(AetlError, match=r"cannot write the image cache at .*file/images \(.*\); free space there, "
                                         "set cache_dir to a writable folder, or cache_dir=null"):
         ImageCache(tmp_path / "file")
+
+
+def test_an_unreadable_entry_is_decoded_again(tmp_path, caplog):
+    root = make_folder(tmp_path / "images")
+    ImageCache(tmp_path / "cache").load(folder_spec(root), "source")
+    (entry,) = [p for p in (tmp_path / "cache" / "images").iterdir() if p.is_dir()]
+    (entry / "images.npy").write_bytes(b"garbage")
+    cache = ImageCache(tmp_path / "cache")
+    domain = cache.load(folder_spec(root), "source")[0]
+    assert cache.misses == 1 and "ignoring the unreadable image cache entry" in caplog.text
+    assert np.array_equal(domain.images, folder.load(str(root), 8).images)
