@@ -37,7 +37,7 @@ def test_hydra_flags_work_on_train(tmp_path):
     assert cfg.returncode == 0 and "name: scratch" in cfg.stdout and "labels_per_class: 10" in cfg.stdout
     assert not (tmp_path / "outputs").exists()  # printing the config runs nothing
     helped = aetl("train", "--help", cwd=tmp_path)
-    assert helped.returncode == 0 and "strategy: concat, finetune, fixed_init, mixed, scratch" in helped.stdout
+    assert helped.returncode == 0 and "strategy: auto, concat, finetune, fixed_init, mixed, scratch" in helped.stdout
     for spelling in ("experiment=fashion_mnist", "+experiment=fashion_mnist"):  # the template's and the appending one
         bundled = aetl("train", spelling, "--cfg", "job", cwd=tmp_path)
         assert bundled.returncode == 0 and "name: fashion_mnist" in bundled.stdout, bundled.stderr
@@ -85,7 +85,7 @@ def test_bad_input_gives_one_clear_line_and_spares_earlier_runs(tmp_path):
     assert (earlier / "summary.json").read_text() == "{}"
     unknown = aetl("train", "strategy=nope", cwd=tmp_path)
     assert unknown.returncode != 0 and "Traceback" not in unknown.stderr
-    assert unknown.stderr.splitlines() == ["aetl train: unknown strategy 'nope'; choose one of concat, finetune, "
+    assert unknown.stderr.splitlines() == ["aetl train: unknown strategy 'nope'; choose one of auto, concat, finetune, "
                                            "fixed_init, mixed, scratch"]
 
 

@@ -35,7 +35,7 @@ def run_cli(tmp_path, monkeypatch, capsys, *args):
                          "mnist_digits, mnist_mnist_m, photos_textures, synthetic_pair"),
     ("data/target=fashion", "unknown data/target 'fashion' (did you mean fashion_mnist?); choose one of"),
     ("model=convv", "unknown model 'convv' (did you mean conv?); choose one of conv, fconv, mlp"),
-    ("strategy=concatt", "unknown strategy 'concatt' (did you mean concat?); choose one of concat, finetune, "
+    ("strategy=concatt", "unknown strategy 'concatt' (did you mean concat?); choose one of auto, concat, finetune, "
                          "fixed_init, mixed, scratch"),
     ("app=style", "unknown app 'style' (did you mean style_transfer?); choose one of augment, none, style_transfer"),
     ("model.latnt_dim=3", "model.latnt_dim is not a config key (did you mean model.latent_dim?); `aetl train --cfg "
