@@ -124,8 +124,8 @@ class Unmapped:
     test: np.ndarray
     train_labels: np.ndarray  # the training images' labels, -1 where withheld
     role: str = "target"
-    key: dict = field(default_factory=dict)  # the domain's image cache key and fingerprint: its mapped images'
-    fingerprint: str = ""
+    key: dict = field(default_factory=dict)  # the domain's image cache key and fingerprint, under which
+    fingerprint: str = ""                     # its images mapped into a frame are cached too
 
     def train_images(self, limit: int | None = None) -> torch.Tensor:
         """The (first `limit`) training images at their own size, float32 in [0, 1]."""

@@ -82,8 +82,11 @@ class ImageCache:
 
     def _entry(self, spec: dict, fingerprint: str, build: Callable[[Alloc], Domain], role: str,
                started: float) -> Domain:
+        made = "decoded" if spec["kind"] == "domain" else f"mapped ({spec['fit']['geometry']})"
         if self.root is None:
-            return build(in_memory)
+            built = build(in_memory)
+            _log(role, built, f"{made} into memory (cache_dir=null)", started)
+            return built
         key = cache_key(spec)
         entry = self.root / key
         with FileLock(self.root / f"{key}.lock"):  # waits while another job builds this entry
@@ -91,9 +94,7 @@ class ImageCache:
             if domain is not None:
                 for note in domain.notes:
                     log.warning("%s (when it was decoded)", note)
-                log.info("%s %s: %d images %s memory-mapped from the image cache %s in %.2f s", role, domain.name,
-                         len(domain.images), "x".join(map(str, domain.images.shape[1:])), entry,
-                         time.perf_counter() - started)
+                _log(role, domain, f"memory-mapped from the image cache {entry}", started)
                 return domain
             self.misses += 1
             with self._writing(key) as staging:
@@ -104,10 +105,7 @@ class ImageCache:
                     entry.replace(stale)
                     shutil.rmtree(stale, ignore_errors=True)
                 staging.replace(entry)
-            log.info("%s %s: %s %d images %s into the image cache %s in %.2f s", role, built.name,
-                     "decoded" if spec["kind"] == "domain" else f"mapped ({spec['fit']['geometry']})",
-                     len(built.images), "x".join(map(str, built.images.shape[1:])), entry,
-                     time.perf_counter() - started)
+            _log(role, built, f"{made} into the image cache {entry}", started)
             return self._read(entry, fingerprint)
 
     def _read(self, entry: Path, fingerprint: str) -> Domain | None:
@@ -140,6 +138,12 @@ class ImageCache:
     def _unwritable(self, err: OSError) -> AetlError:
         return AetlError(f"cannot write the image cache at {self.root} ({err.strerror or err}); free space there, "
                          "set cache_dir to a writable folder, or cache_dir=null to decode into memory")
+
+
+def _log(role: str, domain: Domain, how: str, started: float) -> None:
+    """'source folder: 20000 images 3x64x64 memory-mapped from the image cache <dir> in 0.21 s'."""
+    log.info("%s %s: %d images %s %s in %.2f s", role, domain.name, len(domain.images),
+             "x".join(map(str, domain.images.shape[1:])), how, time.perf_counter() - started)
 
 
 def _alloc_in(staging: Path) -> Alloc:

@@ -110,7 +110,8 @@ def upload(images: np.ndarray, rows: np.ndarray, device: torch.device) -> torch.
     of the whole split is never made)."""
     out = torch.empty((len(rows), *images.shape[1:]), dtype=torch.uint8, device=device)
     for at in range(0, len(rows), UPLOAD_CHUNK):
-        out[at:at + UPLOAD_CHUNK] = torch.from_numpy(np.ascontiguousarray(images[rows[at:at + UPLOAD_CHUNK]])).to(device)
+        chunk = np.ascontiguousarray(images[rows[at:at + UPLOAD_CHUNK]])
+        out[at:at + UPLOAD_CHUNK] = torch.from_numpy(chunk).to(device)
     return out.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else out
 
 

@@ -15,9 +15,10 @@ measures, prints a JSON object and a short table.
 4. training images/s of model=resnet at 64x64 on the device (CUDA when visible, else the
    CPU) with data.storage=device against data.storage=stream, in alternating rounds, the
    medians and their ratio;
-5. `aetl train` with the folder as the source (data=photos_textures, model=resnet, a few
-   steps) twice: the first decodes, the second maps the cache: the peak RSS of each and
-   the time its source took to load (the image cache's log line).
+5. `aetl train` with the folder as the source (and the default target, digits, in colour
+   at the same size; --model, a few steps) twice: the first decodes, the second maps the
+   cache: the peak RSS of each and the time its source took to load (the image cache's
+   log line, from listing the files to the memory-mapped entry).
 The machine may be shared: compare the figures of one run with each other.
 """
 
@@ -171,8 +172,8 @@ def run_twice(folder: Path, cache: Path, size: int, model: str, batch: int, out:
     """`aetl train` with the folder as the source: the first run decodes, the second maps the cache."""
     found = {}
     for name in ("first", "second"):
-        args = [sys.executable, "-c", PEAK + RUN_AETL, "train", "data=photos_textures", "data/source=folder",
-                f"data.source.root={folder}", f"data.image_size={size}", f"model={model}", "strategy=finetune",
+        args = [sys.executable, "-c", PEAK + RUN_AETL, "train", "data/source=folder", f"data.source.root={folder}",
+                "data.channels=3", f"data.image_size={size}", f"model={model}", "strategy=finetune",
                 "trainer.pretrain.steps=5", f"trainer.pretrain.batch_size={batch}", "trainer.transfer.steps=5",
                 f"trainer.transfer.batch_size={min(batch, 32)}", "trainer.progress=false", f"cache_dir={cache}",
                 f"hydra.run.dir={out / name}"]

@@ -105,7 +105,7 @@ def test_mapped_arrays_are_cached_unless_the_fit_changes_nothing(tmp_path):
     assert framed.shape == (12, 3, 16, 16) and framed.dtype == np.uint8
     assert (framed[:, 0] == framed[:, 2]).all()  # grey images on three channels
     mapped = side.mapped((3, 16, 16), FitChoice(Fit("frame", 2), {}), storage)
-    assert torch.equal(mapped.test.pixels(), torch.from_numpy(framed[10:]))
+    assert torch.equal(mapped.test.pixels(), torch.from_numpy(np.array(framed[10:])))
 
 
 def test_bundled_domains_are_keyed_by_their_config(tmp_path):

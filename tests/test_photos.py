@@ -29,7 +29,7 @@ def test_a_sweep_on_a_colour_folder_pair_with_resnet_and_its_report(tmp_path):
     assert all(s["model"] == "ResNetAE" and s["image_shape"] == [3, 16, 16] and s["source"] == "folder"
                for s in summaries)
     first, second = ((job / "run.log").read_text() for job in jobs)
-    assert "source folder: decoded 60 images 3x16x16 into the image cache" in first
+    assert "source folder: 60 images 3x16x16 decoded into the image cache" in first
     assert "source folder: 60 images 3x16x16 memory-mapped from the image cache" in second
     assert "target folder: 60 images 3x16x16 memory-mapped from the image cache" in second
     report = aetl("report", "sweep", cwd=tmp_path)

@@ -14,8 +14,8 @@ import torch
 
 @dataclass
 class Domain:
-    """Images uint8 (N, C, H, W), possibly memory-mapped from the image cache; labels int64
-    (N,), -1 where unknown."""
+    """Images uint8 (N, C, H, W), possibly memory-mapped from the image cache (a loader may
+    give floats in [0, 1]: they are stored as uint8); labels int64 (N,), -1 where unknown."""
 
     name: str
     images: np.ndarray
@@ -25,7 +25,8 @@ class Domain:
 
     def __post_init__(self) -> None:
         assert self.images.ndim == 4 and len(self.images) == len(self.labels)
-        assert self.images.dtype == np.uint8, f"{self.name}: images must be uint8, got {self.images.dtype}"
+        if self.images.dtype != np.uint8:
+            self.images = to_uint8(self.images)
 
     @property
     def labelled(self) -> bool:

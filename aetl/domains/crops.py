@@ -51,7 +51,8 @@ def load(images: Sequence[str], n: int = 1000, size: int = 32, scale: float = 1.
         img = to_uint8(read_image(image))
         if scale != 1.0:
             pil = Image.fromarray(img)
-            img = np.asarray(pil.resize((round(pil.width * scale), round(pil.height * scale)), Image.Resampling.LANCZOS))
+            shape = (round(pil.width * scale), round(pil.height * scale))
+            img = np.asarray(pil.resize(shape, Image.Resampling.LANCZOS))
         if min(img.shape[:2]) < size:
             raise AetlError(f"image {image} is {img.shape[1]}x{img.shape[0]}, smaller than the {size}-pixel crops")
         sources.append(img)
