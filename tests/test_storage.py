@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import aetl.storage
-from aetl.data import load_pair
+from aetl.data import Split, load_pair
 from aetl.errors import AetlError, Interrupted
-from aetl.storage import Storage, _Rows
+from aetl.storage import Feed, Storage, _Rows
 from aetl.train import train
 from test_resume import signal_at, without_time
 from test_train import FIGURES, read_metrics
@@ -63,6 +63,22 @@ def test_a_memory_mapped_array_travels_to_workers_as_its_file(tmp_path):
     assert isinstance(again.array, np.memmap)
     assert torch.equal(again[np.array([1, 0])], rows[np.array([1, 0])])
     assert pickle.loads(pickle.dumps(_Rows(np.ones((2, 1, 2, 2), np.uint8))))[np.array([0])].sum() == 4
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_streamed_batches_are_the_on_device_batches(tmp_path, workers):
+    np.save(tmp_path / "images.npy", np.random.default_rng(0).integers(0, 256, (30, 3, 4, 4), dtype=np.uint8))
+    images = np.load(tmp_path / "images.npy", mmap_mode="r")
+    rows = np.arange(3, 27)  # a split: some rows of the domain's array
+    y = torch.arange(24)
+    on_device = Split(torch.from_numpy(np.array(images[rows])), y)
+    streamed = Split(images, y, rows, streamed=True, workers=workers)
+    perm = torch.randperm(24, generator=torch.Generator().manual_seed(0))
+    for start in (0, 2):  # a whole epoch, and the rest of one a resumed run carries on
+        a, b = list(Feed(on_device, 5).epoch(perm, start)), list(Feed(streamed, 5).epoch(perm, start))
+        assert len(a) == len(b) == 4 - start
+        for (xa, ya), (xb, yb) in zip(a, b):
+            assert xa.dtype == xb.dtype == torch.float32 and torch.equal(xa, xb) and torch.equal(ya, yb)
 
 
 def test_streaming_gives_the_on_device_figures_and_metrics(make_cfg, tmp_path, caplog):

@@ -30,7 +30,7 @@ def load(root: str, size: int, skip_bad: bool = True, alloc: Alloc = lambda shap
     """Every image under root, resized to size x size; unreadable and oversized files are
     skipped and counted (skip_bad=false: refused)."""
     folder, classes, files = listing(root)
-    paths = [path for _, path, _ in files]
+    paths = [folder / name for _, name, _ in files]
     decoded = alloc((len(files), 3, size, size))
     bad, colour = decode_into(paths, size, decoded)
     notes = []
@@ -56,34 +56,36 @@ def load(root: str, size: int, skip_bad: bool = True, alloc: Alloc = lambda shap
 def fingerprint(root: str, **_: object) -> str:
     """A hash of every image file's path, size and modification time under root."""
     folder, _, files = listing(root)
-    digest = hashlib.sha256(str(folder).encode())
-    for label, path, stat in files:
-        digest.update(f"\n{label}\t{path.relative_to(folder)}\t{stat.st_size}\t{stat.st_mtime_ns}".encode())
-    return digest.hexdigest()[:16]
+    lines = "\n".join(f"{label}\t{name}\t{size}\t{mtime}" for label, name, (size, mtime) in files)
+    return hashlib.sha256(f"{folder}\n{lines}".encode()).hexdigest()[:16]
 
 
-def listing(root: str) -> tuple[Path, list[str], list[tuple[int, Path, os.stat_result]]]:
+def listing(root: str) -> tuple[Path, list[str], list[tuple[int, str, tuple[int, int]]]]:
     """The folder, its classes (sub-folders holding images; none: unlabelled) and its image
-    files in order: (label, path, stat)."""
+    files in order: (label, path relative to the folder, (size, modification time in ns)).
+    Plain strings, not Paths: a folder of 100,000 files is listed in a fraction of a second."""
     folder = Path(str(root)).expanduser()
     if not folder.is_dir():
         raise AetlError(f"image folder {folder} does not exist; set data.<source|target>.root to a folder of images")
     try:
         subfolders = sorted(e.name for e in os.scandir(folder) if e.is_dir())
-        groups = [(i, _images_in(folder / name)) for i, name in enumerate(subfolders)]
-        groups = [(label, found) for label, found in groups if found]
-        classes = [subfolders[label] for label, _ in groups]
-        groups = [(k, found) for k, (_, found) in enumerate(groups)] if groups else [(-1, _images_in(folder))]
+        groups = [(sub, _images_in(folder, sub)) for sub in subfolders]
+        groups = [(sub, found) for sub, found in groups if found]
+        classes = [sub for sub, _ in groups]
+        groups = [(k, found) for k, (_, found) in enumerate(groups)] if groups else [(-1, _images_in(folder, ""))]
     except OSError as err:
         raise AetlError(f"cannot read image folder {folder} ({err.strerror or err}); fix its permissions") from None
-    files = [(label, path, stat) for label, found in groups for path, stat in found]
+    files = [(label, name, stat) for label, found in groups for name, stat in found]
     if not files:
         raise AetlError(f"no images in {folder} (looked for {', '.join(sorted(EXTENSIONS))}); add images or fix the path")
     return folder, classes, files
 
 
-def _images_in(folder: Path) -> list[tuple[Path, os.stat_result]]:
-    with os.scandir(folder) as entries:
-        found = [(folder / e.name, e.stat()) for e in entries
-                 if e.is_file() and os.path.splitext(e.name)[1].lower() in EXTENSIONS]
-    return sorted(found, key=lambda item: item[0])
+def _images_in(folder: Path, sub: str) -> list[tuple[str, tuple[int, int]]]:
+    found, prefix = [], f"{sub}/" if sub else ""
+    with os.scandir(folder / sub) as entries:
+        for e in entries:
+            if e.name[e.name.rfind("."):].lower() in EXTENSIONS and e.is_file():
+                stat = e.stat()
+                found.append((prefix + e.name, (stat.st_size, stat.st_mtime_ns)))
+    return sorted(found)
