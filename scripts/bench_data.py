@@ -143,7 +143,8 @@ def train_speed(folder: Path, cache: Path, size: int, model_name: str, steps: in
     rows = np.arange(len(domain.images))
     y = torch.as_tensor(domain.labels).to(device)
     workers = Storage(device).n_workers()
-    splits = {"device": Split(domain.images, y, rows) if device.type == "cpu" else Split(upload(domain.images, rows, device), y),
+    on_device = Split(domain.images, y, rows) if device.type == "cpu" else Split(upload(domain.images, rows, device), y)
+    splits = {"device": on_device,
               "stream": Split(domain.images, y, rows, streamed=True, workers=workers)}
     loop = Loop.from_config(cfg.trainer, device)
     loop.eval_every = 10 ** 9  # one log line per round, at its end
@@ -229,7 +230,8 @@ def main() -> None:
 def table(r: dict) -> str:
     rows = [("photos", f"{r['n']:,} x {r['photo_size']}x{r['photo_size']} RGB PNG, decoded at {r['size']}x{r['size']}: "
                        f"{r['uint8_mib']:.0f} MiB as uint8"),
-            ("generating them (not a measure)", "reused (--dir)" if r["generate_s"] is None else f"{r['generate_s']:.0f} s"),
+            ("generating them (not a measure)",
+             "reused (--dir)" if r["generate_s"] is None else f"{r['generate_s']:.0f} s"),
             ("first decode", f"{r['decode_s']:.1f} s = {r['decode_images_per_s']:.0f} images/s, "
                              f"peak RSS {r['decode_peak_rss_mib']:.0f} MiB"),
             ("second load (list, fingerprint, map)", f"{r['second_load_s']:.2f} s, peak RSS "

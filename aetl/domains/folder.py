@@ -77,7 +77,8 @@ def listing(root: str) -> tuple[Path, list[str], list[tuple[int, str, tuple[int,
         raise AetlError(f"cannot read image folder {folder} ({err.strerror or err}); fix its permissions") from None
     files = [(label, name, stat) for label, found in groups for name, stat in found]
     if not files:
-        raise AetlError(f"no images in {folder} (looked for {', '.join(sorted(EXTENSIONS))}); add images or fix the path")
+        raise AetlError(f"no images in {folder} (looked for {', '.join(sorted(EXTENSIONS))}); "
+                        "add images or fix the path")
     return folder, classes, files
 
 
