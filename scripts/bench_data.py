@@ -112,7 +112,7 @@ def child(args: list[str]) -> tuple[str, str, float, float]:
     started = time.perf_counter()
     proc = subprocess.run(args, capture_output=True, text=True)
     if proc.returncode:
-        raise SystemExit(f"{' '.join(args[:6])} ... failed:\n{proc.stderr[-3000:]}")
+        raise SystemExit(f"{' '.join(args[3:8])} ... failed:\n{proc.stderr[-3000:]}")
     peak = int(re.findall(r"peak RSS (\d+) KiB", proc.stderr)[-1]) / 1024
     return proc.stdout, proc.stderr, time.perf_counter() - started, peak
 
@@ -205,7 +205,8 @@ def main() -> None:
               "cores": os.cpu_count(), "load_before": os.getloadavg()[0], "torch": torch.__version__, "n": args.n,
               "size": args.size, "photo_size": args.photo_size or args.size, "model": args.model}
     try:
-        shutil.rmtree(cache, ignore_errors=True)  # every measure starts from an empty image cache
+        for old in (cache, work / "runs"):  # every measure starts from an empty image cache and new run dirs
+            shutil.rmtree(old, ignore_errors=True)
         if len(list(folder.glob("*/*.png"))) == args.n:  # --dir from an earlier run: its photos again
             result["generate_s"] = None
         else:

@@ -139,3 +139,17 @@ def test_an_unreadable_entry_is_decoded_again(tmp_path, caplog):
     domain = cache.load(folder_spec(root), "source")[0]
     assert cache.misses == 1 and "ignoring the unreadable image cache entry" in caplog.text
     assert np.array_equal(domain.images, folder.load(str(root), 8).images)
+
+
+def test_idx_files_that_change_are_read_again(tmp_path):
+    from test_data import _write_idx
+
+    _write_idx(tmp_path / "train-images-idx3-ubyte", np.full((3, 28, 28), 7), False)
+    _write_idx(tmp_path / "train-labels-idx1-ubyte", np.array([1, 2, 3]), False)
+    spec = OmegaConf.create({"_target_": "aetl.domains.mnist.load", "root": str(tmp_path), "provider": "idx"})
+    cache = ImageCache(tmp_path / "cache")
+    assert cache.load(spec, "source")[0].images.max() == 7
+    assert cache.load(spec, "source")[0].images.max() == 7 and cache.misses == 1
+    _write_idx(tmp_path / "train-images-idx3-ubyte", np.full((3, 28, 28), 9), False)
+    os.utime(tmp_path / "train-images-idx3-ubyte", ns=(1, 1))
+    assert cache.load(spec, "source")[0].images.max() == 9 and cache.misses == 2

@@ -80,8 +80,11 @@ def decode_into(paths: list[Path], size: int, out: np.ndarray, workers: int | No
 
     with warnings.catch_warnings():  # the limit is checked by read(); PIL's own warning would repeat it
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        with ThreadPoolExecutor(workers) as pool:
+        pool = ThreadPoolExecutor(workers)
+        try:
             results = list(pool.map(decode, chunks))
+        finally:  # stopped (Ctrl-C, SIGTERM): only the chunks under way finish, not the whole folder
+            pool.shutdown(cancel_futures=True)
     bad = {i: why for chunk_bad, _ in results for i, why in chunk_bad.items()}
     return bad, any(colour for _, colour in results)
 

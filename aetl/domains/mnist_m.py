@@ -9,6 +9,7 @@ import numpy as np
 
 from aetl.domains import Domain
 from aetl.domains.crops import random_crops
+from aetl.domains.mnist import fingerprint  # noqa: F401  (its digits' files, for the image cache)
 from aetl.domains.mnist import load as load_mnist
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "retina", "hubble_deep_field", "immunohistochemistry")
