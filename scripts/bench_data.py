@@ -165,6 +165,8 @@ def train_speed(folder: Path, cache: Path, size: int, model_name: str, steps: in
                     speeds[mode].append(steps * batch / (time.perf_counter() - started))
     device_s, stream_s = (statistics.median(speeds[m]) for m in ("device", "stream"))
     return {"train_device_images_per_s": device_s, "train_stream_images_per_s": stream_s,
+            "train_device_rounds": [round(v, 2) for v in speeds["device"]],
+            "train_stream_rounds": [round(v, 2) for v in speeds["stream"]],
             "stream_over_device": stream_s / device_s, "train_rounds": rounds, "train_steps": steps,
             "train_batch": batch, "stream_workers": workers, "train_device": str(device)}
 
