@@ -36,7 +36,8 @@ def augment(cfg: DictConfig, out_dir: Path) -> dict:
     device = pick_device(cfg.device)
     model, trained = load_run(cfg.run, device)
     source = json.loads((Path(str(cfg.run)).expanduser() / "summary.json").read_text())
-    pair = load_pair(trained.data, trained.seed, device, fit=FitChoice.from_summary(source, "target"))  # the run's own
+    fit = FitChoice.from_summary(source, "target")  # the run's own
+    pair = load_pair(trained.data, trained.seed, device, fit=fit, cache_dir=trained.get("cache_dir"))
     summary = {"run": str(cfg.run), **{k: source.get(k) for k in KEPT}, **instantiate(cfg.app)(model, run, pair=pair)}
     run.write_summary(summary)
     return summary

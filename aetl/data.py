@@ -4,6 +4,10 @@ The source is mapped by its own fit. The target's fit may be chosen with the sou
 model Mf (`fit: auto`, aetl.fit), so the target is loaded and split first
 (`load_target`) and mapped once Mf is there (`map_target`).
 
+Domains are decoded once into the image cache (aetl.imagecache) and memory-mapped from
+it; a domain is mapped into the frame as a whole, cached too, and its splits are rows of
+that array, kept on the device or streamed from host memory (aetl.storage).
+
 The test and validation splits of each domain are drawn with `data.split_seed`,
 never with the run seed, so every seed and strategy is scored on the same images.
 The target training images (`n_train`) and which of them carry labels
@@ -13,36 +17,67 @@ The target training images (`n_train`) and which of them carry labels
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from aetl.domains import Domain
-from aetl.domains.shape import Levels, fit_images
+from aetl.domains import Domain, unit
+from aetl.domains.shape import Levels, changes_nothing, fit_array
 from aetl.errors import AetlError
-from aetl.fit import FitChoice, source_fit, target_fit
+from aetl.fit import MAX_IMAGES, FitChoice, source_fit, target_fit
 from aetl.models import AutoEncoder
+from aetl.imagecache import ImageCache
+from aetl.storage import Storage, to_device, upload
 
 log = logging.getLogger(__name__)
-LEVEL_IMAGES = 4096  # source images behind its background and foreground levels
+LEVEL_IMAGES = 4096  # source images behind its background and foreground levels ...
+LEVEL_VALUES = 2 ** 22  # ... or fewer, for large colour images (4096 28x28 digits are 3.2M values)
 
 
 @dataclass
 class Split:
-    """Images (N, C, H, W) and labels (N,), -1 where unknown or withheld."""
+    """Images and labels (N,), -1 where unknown or withheld.
 
-    x: torch.Tensor
+    `images` is uint8 (N, C, H, W) on the device (float in [0, 1] is accepted too); or a
+    host array, memory-mapped from the image cache, of which `rows` are this split's: then
+    batches are gathered from it (by DataLoader workers when `streamed`) and moved to the
+    labels' device. Either way a batch reaches the model as float32 in [0, 1]."""
+
+    images: torch.Tensor | np.ndarray
     y: torch.Tensor
+    rows: np.ndarray | None = None
+    streamed: bool = False
+    workers: int = 0  # streamed: DataLoader worker processes
 
     def __len__(self) -> int:
-        return len(self.x)
+        return len(self.y)
+
+    @property
+    def device(self) -> torch.device:
+        return self.y.device
+
+    def pixels(self, idx: torch.Tensor | slice | None = None) -> torch.Tensor:
+        """The images idx (all when None) as stored (uint8), on the device."""
+        if self.rows is None:
+            return self.images if idx is None else self.images[idx]
+        rows = self.rows if idx is None else self.rows[idx.cpu().numpy() if torch.is_tensor(idx) else idx]
+        return to_device(torch.from_numpy(np.ascontiguousarray(self.images[rows])), self.device)
+
+    def batch(self, idx: torch.Tensor | slice | None = None) -> torch.Tensor:
+        """The images idx (all when None) as float32 in [0, 1], on the device."""
+        return unit(self.pixels(idx))
+
+    @property
+    def x(self) -> torch.Tensor:
+        """Every image as float32 in [0, 1] on the device: for small splits (a training
+        split is read a batch at a time)."""
+        return self.batch()
 
     def labelled(self) -> "Split":
-        keep = self.y >= 0
-        return Split(self.x[keep], self.y[keep])
+        keep = torch.nonzero(self.y >= 0).squeeze(1)
+        return Split(self.pixels(keep), self.y[keep])
 
 
 @dataclass
@@ -55,6 +90,11 @@ class Side:
     val: Split
     test: Split
     fit: FitChoice
+
+    def levels(self) -> Levels:
+        """The background and foreground levels of the training images (what a `match` tone moves onto)."""
+        per_image = max(1, int(np.prod(self.train.images.shape[1:])))
+        return Levels.of(self.train.batch(slice(0, min(LEVEL_IMAGES, max(1, LEVEL_VALUES // per_image)))).cpu())
 
 
 @dataclass
@@ -70,7 +110,7 @@ class Pair:
         found = [index.get(_class_key(c)) for c in self.target.classes]
         if not found or None in found:
             return None
-        return torch.tensor(found, device=self.target.test.x.device)
+        return torch.tensor(found, device=self.target.test.device)
 
 
 @dataclass
@@ -83,72 +123,92 @@ class Unmapped:
     val: np.ndarray
     test: np.ndarray
     train_labels: np.ndarray  # the training images' labels, -1 where withheld
+    role: str = "target"
+    key: dict = field(default_factory=dict)  # the domain's image cache key and fingerprint, under which
+    fingerprint: str = ""                     # its images mapped into a frame are cached too
 
-    def train_images(self) -> torch.Tensor:
-        return torch.from_numpy(self.domain.images[self.train])
+    def train_images(self, limit: int | None = None) -> torch.Tensor:
+        """The (first `limit`) training images at their own size, float32 in [0, 1]."""
+        idx = self.train if limit is None else self.train[:limit]
+        return unit(torch.from_numpy(self.domain.images[idx]))
 
-    def mapped(self, shape: tuple[int, int, int], fit: FitChoice, device: torch.device) -> Side:
-        def split(idx: np.ndarray, labels: np.ndarray) -> Split:
-            x = fit_images(torch.from_numpy(self.domain.images[idx]), shape[1], shape[0], fit.fit)
-            return Split(on_device(x, device), torch.as_tensor(labels).to(device))
-
+    def mapped(self, shape: tuple[int, int, int], fit: FitChoice, storage: Storage) -> Side:
+        images = self.framed(shape, fit, storage)
         d = self.domain
-        return Side(d.name, d.classes, split(self.train, self.train_labels), split(self.val, d.labels[self.val]),
-                    split(self.test, d.labels[self.test]), fit)
+        n = len(self.train) + len(self.val) + len(self.test)
+        stream = storage.streams(n * int(np.prod(shape)), f"{self.role} {d.name}")
+
+        def split(idx: np.ndarray, labels: np.ndarray, train: bool = False) -> Split:
+            y = torch.as_tensor(labels).to(storage.device)
+            if stream or storage.device.type == "cpu":  # host memory: rows of the (memory-mapped) array
+                return Split(images, y, idx, stream and train, storage.n_workers())
+            return Split(upload(images, idx, storage.device), y)
+
+        return Side(d.name, d.classes, split(self.train, self.train_labels, train=True),
+                    split(self.val, d.labels[self.val]), split(self.test, d.labels[self.test]), fit)
+
+    def framed(self, shape: tuple[int, int, int], fit: FitChoice, storage: Storage) -> np.ndarray:
+        """The whole domain mapped into the frame by fit: from the image cache, or as it is
+        when the fit changes nothing."""
+        c, size = shape[0], shape[1]
+        images = self.domain.images
+        if changes_nothing(fit.fit, images.shape, size, c):
+            return images
+
+        def build(alloc) -> Domain:
+            out = fit_array(images, size, c, fit.fit, alloc((len(images), *shape)))
+            return Domain(self.domain.name, out, self.domain.labels, self.domain.classes)
+
+        spec = {**self.key, "fit": fit.fit.record(), "shape": list(shape)}
+        return storage.cache.mapped(spec, self.fingerprint, build, self.role).images
 
 
 def frame_shape(cfg: DictConfig) -> tuple[int, int, int]:
     return int(cfg.channels), int(cfg.image_size), int(cfg.image_size)
 
 
-def load_source(cfg: DictConfig, device: torch.device) -> Side:
+def load_source(cfg: DictConfig, device: torch.device, cache_dir: str | None = None) -> Side:
     """The source domain of `cfg` (the `data` node), mapped by its own fit and split."""
-    domain = instantiate(cfg.source.load)
+    storage = Storage.of(cfg, device, cache_dir)
+    domain, key, fingerprint = storage.cache.load(cfg.source.load, "source")
     test, val, rest = fixed_splits(domain.labels, cfg.source.n_test, cfg.source.n_val, cfg.split_seed, "source")
     if cfg.source.n_train is not None:
         rest = rest[: int(cfg.source.n_train)]
-    side = Unmapped(domain, rest, val, test, domain.labels[rest])
+    side = Unmapped(domain, rest, val, test, domain.labels[rest], "source", key, fingerprint)
     log.info("source %s: %d train / %d val / %d test", domain.name, len(rest), len(val), len(test))
-    return side.mapped(frame_shape(cfg), FitChoice(source_fit(cfg.source), {}), device)
+    return side.mapped(frame_shape(cfg), FitChoice(source_fit(cfg.source), {}), storage)
 
 
-def load_target(cfg: DictConfig, seed: int) -> Unmapped:
+def load_target(cfg: DictConfig, seed: int, cache_dir: str | None = None) -> Unmapped:
     """The target domain: fixed test and validation splits, and the run seed's training
     images (`n_train`) with all but `labels_per_class` of each class's labels withheld."""
-    domain = instantiate(cfg.target.load)
+    domain, key, fingerprint = ImageCache(cache_dir).load(cfg.target.load, "target")
     test, val, rest = fixed_splits(domain.labels, cfg.target.n_test, cfg.target.n_val, cfg.split_seed, "target")
     rng = np.random.default_rng(seed)
     train = rest if cfg.target.n_train is None else sample_balanced(domain.labels, rest, int(cfg.target.n_train), rng)
     labels = withhold_labels(domain.labels, train, int(cfg.target.labels_per_class), rng)
     log.info("target %s: %d train (%d labelled) / %d val / %d test", domain.name, len(train),
              int((labels >= 0).sum()), len(val), len(test))
-    return Unmapped(domain, train, val, test, labels)
+    return Unmapped(domain, train, val, test, labels, "target", key, fingerprint)
 
 
 def map_target(target: Unmapped, cfg: DictConfig, source: Side, mf: AutoEncoder | None, device: torch.device,
-               fit: FitChoice | None = None) -> Side:
+               fit: FitChoice | None = None, cache_dir: str | None = None) -> Side:
     """The target mapped into the pair's frame by `fit`, else by its config's (chosen with Mf
     where it is auto)."""
     shape = frame_shape(cfg)
     if fit is None:
-        reference = Levels.of(source.train.x[:LEVEL_IMAGES].cpu())  # the levels a `match` tone moves onto
-        fit = target_fit(target.train_images(), cfg.target, shape[1], shape[0], mf, reference)
-    return target.mapped(shape, fit, device)
+        fit = target_fit(target.train_images(MAX_IMAGES), cfg.target, shape[1], shape[0], mf, source.levels())
+    return target.mapped(shape, fit, Storage.of(cfg, device, cache_dir))
 
 
 def load_pair(cfg: DictConfig, seed: int, device: torch.device, mf: AutoEncoder | None = None,
-              fit: FitChoice | None = None) -> Pair:
+              fit: FitChoice | None = None, cache_dir: str | None = None) -> Pair:
     """Both domains of `cfg`, mapped and split: the target by `fit` when given (a finished run's),
     else by its config's, chosen with mf where it is auto."""
-    source = load_source(cfg, device)
-    target = map_target(load_target(cfg, seed), cfg, source, mf, device, fit)
+    source = load_source(cfg, device, cache_dir)
+    target = map_target(load_target(cfg, seed, cache_dir), cfg, source, mf, device, fit, cache_dir)
     return Pair(source, target, frame_shape(cfg))
-
-
-def on_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Images on the device once, channels_last on CUDA to match convolutional models there."""
-    x = x.to(device)
-    return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
 
 
 def _class_key(name: str) -> str:

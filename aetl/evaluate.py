@@ -7,19 +7,33 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from aetl.domains import unit
 from aetl.models import AutoEncoder
 
 Predictor = Callable[[torch.Tensor], torch.Tensor]  # images -> class indices
 
 
+EVAL_VALUES = 2 ** 20  # pixel values per evaluation batch: activations stay small for large colour images
+
+
+def eval_batches(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """x in batches of up to 1024 images and EVAL_VALUES values (1024 28x28 digits, 85 64x64 RGB images)."""
+    per_image = max(1, x[0].numel()) if len(x) else 1
+    return x.split(max(1, min(1024, EVAL_VALUES // per_image)))
+
+
 @torch.no_grad()
-def recon_errors(model: AutoEncoder, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    """Per-image mean squared error (pixels in [0, 1]), shape (N,)."""
+def recon_errors(model: AutoEncoder, x: torch.Tensor) -> torch.Tensor:
+    """Per-image mean squared error (pixels in [0, 1]; x may be uint8), shape (N,)."""
     was_training = model.training
     model.eval()
-    errs = [F.mse_loss(model(xb).recon, xb, reduction="none").flatten(1).mean(1) for xb in x.split(batch_size)]
+    errs = [_recon_error(model, unit(xb)) for xb in eval_batches(x)]
     model.train(was_training)
     return torch.cat(errs) if errs else torch.zeros(0, device=x.device)
+
+
+def _recon_error(model: AutoEncoder, x: torch.Tensor) -> torch.Tensor:
+    return F.mse_loss(model(x).recon, x, reduction="none").flatten(1).mean(1)
 
 
 def reconstruction_metrics(model: AutoEncoder, x: torch.Tensor) -> dict[str, float]:
@@ -30,10 +44,10 @@ def reconstruction_metrics(model: AutoEncoder, x: torch.Tensor) -> dict[str, flo
 
 
 @torch.no_grad()
-def encode_all(model: AutoEncoder, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+def encode_all(model: AutoEncoder, x: torch.Tensor) -> torch.Tensor:
     was_training = model.training
     model.eval()
-    z = torch.cat([model.encode(xb).flatten(1) for xb in x.split(batch_size)])
+    z = torch.cat([model.encode(unit(xb)).flatten(1) for xb in eval_batches(x)])
     model.train(was_training)
     return z
 
@@ -71,14 +85,14 @@ def head_predictions(model: AutoEncoder, classes: torch.Tensor) -> Predictor:
     @torch.no_grad()
     def predict(x: torch.Tensor) -> torch.Tensor:
         model.eval()
-        return torch.cat([model.logits(model.encode(xb))[:, classes].argmax(1) for xb in x.split(1024)])
+        return torch.cat([model.logits(model.encode(unit(xb)))[:, classes].argmax(1) for xb in eval_batches(x)])
 
     return predict
 
 
 def accuracy(predict: Predictor | None, split) -> float | None:
     """Share of split's labelled images that predict gets right (None without a predictor or labels)."""
-    keep = split.y >= 0
-    if predict is None or not keep.any():
+    keep = torch.nonzero(split.y >= 0).squeeze(1)
+    if predict is None or not len(keep):
         return None
-    return (predict(split.x[keep]) == split.y[keep]).float().mean().item()
+    return (predict(split.pixels(keep)) == split.y[keep]).float().mean().item()

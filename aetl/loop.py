@@ -25,6 +25,7 @@ from aetl.losses import Step
 from aetl.models import AutoEncoder
 from aetl.resume import set_rng_states
 from aetl.rundir import Run, resume_hint
+from aetl.storage import Feed
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -98,16 +99,17 @@ class Loop:
         groups = [{**g, "params": [p for p in g["params"] if p.requires_grad]} for g in phase.groups]
         optimizer = self.make_optimizer([g for g in groups if g["params"]])
         step_fn = self._objective(model, phase)
-        x, y = train.x, train.y
-        gen = torch.Generator(device=x.device).manual_seed(seed)
-        bs = min(phase.batch_size, len(x))
-        per_epoch = len(x) // bs  # the last partial batch is dropped: every step has one shape
+        device, n = train.device, len(train)
+        gen = torch.Generator(device=device).manual_seed(seed)  # on the device in either storage mode
+        bs = min(phase.batch_size, n)
+        per_epoch = n // bs  # the last partial batch is dropped: every step has one shape
         running: dict[str, torch.Tensor] = {}  # summed on the device, read only when logging
         since_log = start = 0
-        perm = torch.empty(0, dtype=torch.long, device=x.device)  # this epoch's shuffle
+        perm = torch.empty(0, dtype=torch.long, device=device)  # this epoch's shuffle
         resumed = progress.state(phase.name, first_step) if progress else None
         if resumed:
-            perm, running, since_log, start = _restore(resumed, model, optimizer, gen, x.device)
+            perm, running, since_log, start = _restore(resumed, model, optimizer, gen, device)
+        feed, batches = Feed(train, bs, self.world), None
 
         def checkpoint(step: int) -> Path | None:
             """last.pt after this step (rank 0 writes it), if this run keeps one."""
@@ -127,11 +129,13 @@ class Loop:
             for step in reporter:
                 epoch, i = divmod(step - 1, per_epoch)
                 if i == 0:
-                    perm = torch.randperm(len(x), device=x.device, generator=gen)
-                idx = self.world.shard(perm[i * bs:(i + 1) * bs])
+                    perm = torch.randperm(n, device=device, generator=gen)
+                if i == 0 or batches is None:  # a new epoch, or the one a resumed phase stopped in
+                    batches = feed.epoch(perm, i)
+                xb, yb = next(batches)
                 _train_mode(model, phase.frozen)
-                with torch.autocast(x.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
-                    losses = step_fn(x[idx], y[idx], *_source_batch(phase.source, len(idx), gen, self.world))
+                with torch.autocast(device.type, torch.bfloat16, enabled=self.precision == "bf16"):
+                    losses = step_fn(xb, yb, *_source_batch(phase.source, len(yb), gen, self.world))
                     loss = torch.stack([v.float() for v in losses.values()]).sum()
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -261,8 +265,8 @@ def _source_batch(source: "Split | None", n: int, gen: torch.Generator, world: W
     """n source images and labels (this rank's share of a draw every rank makes alike), or ()."""
     if source is None:
         return ()
-    pick = world.shard(torch.randint(len(source), (n * world.size,), device=source.x.device, generator=gen))
-    return source.x[pick], source.y[pick]
+    pick = world.shard(torch.randint(len(source), (n * world.size,), device=source.device, generator=gen))
+    return source.batch(pick), source.y[pick]
 
 
 def _train_mode(model: nn.Module, frozen: Sequence[nn.Module]) -> None:

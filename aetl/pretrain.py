@@ -16,7 +16,6 @@ import aetl
 from aetl.cache import SourceCache, cache_key
 from aetl.data import Side
 from aetl.distributed import World
-from aetl.domains.shape import Levels
 from aetl.loop import Loop, Phase
 from aetl.losses import ClassifyLoss
 from aetl.models import AutoEncoder, build_model, place
@@ -120,7 +119,7 @@ def _pretrain(model: AutoEncoder, p: DictConfig, cfg: DictConfig, source: Side, 
                   losses=losses)
     log.info("pretraining %s on %d %s images for %d steps%s", type(model).__name__, len(source.train),
              source.name, p.steps, " with source labels" if losses else "")
-    loop.run(model, phase, source.train, source.val.x, run, cfg.seed, progress=progress)
+    loop.run(model, phase, source.train, source.val.pixels(), run, cfg.seed, progress=progress)
 
 
 def _labelled(source: Side) -> bool:
@@ -128,7 +127,7 @@ def _labelled(source: Side) -> bool:
 
 
 def _state(model: AutoEncoder, cfg: DictConfig, source: Side, shape: tuple[int, int, int], labels: bool) -> dict:
-    levels = Levels.of(source.train.x[:4096].cpu())  # what a target's `match` tone moves onto (aetl rank models=)
+    levels = source.levels()  # what a target's `match` tone moves onto (aetl rank models=)
     return {"model": model.state_dict(), "model_cfg": OmegaConf.to_container(cfg.model, resolve=True),
             "source": source.name, "shape": list(shape), "source_labels": labels,
             "source_classes": list(source.classes), "source_levels": [levels.background, levels.foreground]}

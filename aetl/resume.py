@@ -37,7 +37,8 @@ LAST = "last.pt"
 # SIGUSR2 (what SLURM sends before a time limit) exists on POSIX only.
 SIGUSR2 = getattr(signal, "SIGUSR2", None)
 # Settings that change how a job runs, not what it computes: they may differ on resume.
-NOT_IDENTITY = ("trainer.progress", "trainer.threads", "trainer.checkpoint_every", "cache_dir", "logger", "objective")
+NOT_IDENTITY = ("trainer.progress", "trainer.threads", "trainer.checkpoint_every", "cache_dir", "logger", "objective",
+                "data.storage", "data.memory_share", "data.workers")
 
 
 def identity(cfg: DictConfig) -> dict:

@@ -75,12 +75,13 @@ def _train(cfg: DictConfig, run: Run, world: World, device: torch.device,
     if cfg.trainer.threads:
         torch.set_num_threads(int(cfg.trainer.threads))
     strategy = instantiate(cfg.strategy)
-    source = load_source(cfg.data, device)
-    target = load_target(cfg.data, cfg.seed)
+    source = load_source(cfg.data, device, cfg.cache_dir)
+    target = load_target(cfg.data, cfg.seed, cfg.cache_dir)
     # Mf: for the strategy, and to choose the target's fit where it is auto (then scratch needs it too)
     mf = settle_mf(cfg, strategy, source, run, loop, device, progress, world) \
         if strategy.uses_source or is_open(cfg.data.target) else None
-    pair = Pair(source, map_target(target, cfg.data, source, mf and mf.model, device), frame_shape(cfg.data))
+    pair = Pair(source, map_target(target, cfg.data, source, mf and mf.model, device, cache_dir=cfg.cache_dir),
+                frame_shape(cfg.data))
 
     transfer_started = progress.context.setdefault("transfer_started_s", run.elapsed())
     model, choice = transfer(strategy, pair, mf, cfg, run, loop, progress, device)
@@ -181,7 +182,7 @@ def train_phases(strategy: Strategy, model: AutoEncoder, phases: list[Phase], pa
         log.info("%s: phase %s, %d steps on %d %s images", strategy.name, phase.name, phase.steps,
                  len(pair.target.train), pair.target.name)
         progress.context["position"] = position + done
-        loop.run(model, phase, pair.target.train, pair.target.val.x, run, cfg.seed + 1 + i, first_step=done,
+        loop.run(model, phase, pair.target.train, pair.target.val.pixels(), run, cfg.seed + 1 + i, first_step=done,
                  progress=progress)
         done += phase.steps
 
@@ -222,18 +223,18 @@ def evaluate_run(model: AutoEncoder, pair: Pair, cfg: DictConfig, run: Run) -> d
     target_acc is the linear probe on the labelled target images; with no target labels it
     is Mf's source classifier applied to T as it is (when it has one and the target's classes
     are among the source's)."""
-    target = reconstruction_metrics(model, pair.target.test.x)
+    target = reconstruction_metrics(model, pair.target.test.pixels())
     head = source_head(model, pair)
     predict = target_predictor(model, pair, cfg.probe_l2)
     val = validation_figures(model, pair, cfg, predict)  # for tuning: model selection never reads the test split
     metrics = {"target_mse": target["mse"], "target_psnr": target["psnr"],
                "target_acc": accuracy(predict, pair.target.test),
                "target_acc_source_head": accuracy(head, pair.target.test), "target_val_acc": val["val_acc"],
-               "source_mse": reconstruction_metrics(model, pair.source.test.x)["mse"],
+               "source_mse": reconstruction_metrics(model, pair.source.test.pixels())["mse"],
                "target_val_mse": val["val_mse"], "n_target_labelled": len(pair.target.train.labelled())}
     run.log_metrics("eval", **metrics)
-    for name, x in (("recon_source.png", pair.source.test.x), ("recon_target.png", pair.target.test.x)):
-        x = x[: cfg.n_images]
+    for name, split in (("recon_source.png", pair.source.test), ("recon_target.png", pair.target.test)):
+        x = split.batch(slice(0, cfg.n_images))
         run.save_recon_grid(name, x, reconstruction(model, x))
     return metrics
 
@@ -259,7 +260,7 @@ def validation_figures(model: AutoEncoder, pair: Pair, cfg: DictConfig, predict:
     if not len(val):
         return {"val_mse": None, "val_acc": None}
     predict = predict or target_predictor(model, pair, cfg.probe_l2)
-    return {"val_mse": reconstruction_metrics(model, val.x)["mse"], "val_acc": accuracy(predict, val)}
+    return {"val_mse": reconstruction_metrics(model, val.pixels())["mse"], "val_acc": accuracy(predict, val)}
 
 
 @torch.no_grad()

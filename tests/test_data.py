@@ -87,9 +87,11 @@ def test_fit_frame_matches_the_mnist_margin():
 
 def test_bundled_domains():
     d = digits.load()
-    assert d.images.shape == (1797, 1, 8, 8) and 0 <= d.images.min() and d.images.max() <= 1
+    assert d.images.shape == (1797, 1, 8, 8) and d.images.dtype == np.uint8 and d.images.max() == 255
+    assert len(np.unique(d.images)) == 17  # the bundled 0..16 levels, each on the nearest of 0..255
     m = mnist.load()
     assert m.images.shape == (5000, 1, 28, 28) and np.bincount(m.labels).tolist() == [500] * 10
+    assert m.images.dtype == np.uint8 and m.images.max() == 255
 
 
 def _write_idx(path, array, gz):
@@ -108,7 +110,7 @@ def test_mnist_from_idx_files(tmp_path, layout, gz):
     _write_idx(folder_ / f"train-labels-idx1-ubyte{ext}", np.array([7, 1, 2]), gz)
     d = mnist.load(root=str(tmp_path))
     assert d.images.shape == (3, 1, 28, 28) and d.labels.tolist() == [7, 1, 2]
-    assert np.allclose(d.images[0, 0], images[0] / 255.0)
+    assert d.images.dtype == np.uint8 and np.array_equal(d.images[0, 0], images[0])
 
 
 def test_idx_errors(tmp_path):
@@ -133,7 +135,8 @@ def test_folder_of_mixed_images_skips_bad_ones(tmp_path):
     d = folder.load(root=str(tmp_path), size=16)
     assert d.images.shape == (4, 3, 16, 16) and d.classes == ["cats", "dogs"]
     assert d.labels.tolist() == [0, 0, 1, 1]
-    with pytest.raises(AetlError, match="1 unreadable image"):
+    with pytest.raises(AetlError, match=r"1 unreadable or oversized image\(s\) in .*, first .*broken.jpg \(unreadable: "
+                                        r"not an image file Pillow can identify\); remove them or set skip_bad=true"):
         folder.load(root=str(tmp_path), size=16, skip_bad=False)
 
 
@@ -164,14 +167,13 @@ def test_mnist_m_is_deterministic_colour_and_keeps_labels():
 
     a, b, c = mnist_m.load(seed=0), mnist_m.load(seed=0), mnist_m.load(seed=1)
     plain = mnist.load()
-    assert a.images.shape == (5000, 3, 28, 28) and a.images.dtype == np.float32
+    assert a.images.shape == (5000, 3, 28, 28) and a.images.dtype == np.uint8
     assert np.array_equal(a.images, b.images) and not np.array_equal(a.images, c.images)
     assert np.array_equal(a.labels, plain.labels)
-    assert 0 <= a.images.min() and a.images.max() <= 1
-    # Where the digit is full ink, the pixel is 1 - photo: the digit is still there to read.
-    ink = plain.images[:, 0] > 0.99
+    # Where the digit is full ink, the pixel is 255 - photo: the digit is still there to read.
+    ink = plain.images[:, 0] == 255
     background = plain.images[:, 0] == 0
-    assert (a.images.mean(1)[ink].mean() - a.images.mean(1)[background].mean()) ** 2 > 0.001
+    assert (a.images.mean(1)[ink].mean() / 255 - a.images.mean(1)[background].mean() / 255) ** 2 > 0.001
 
 
 def test_mnist_m_test_digits_are_the_mnist_test_digits(make_cfg):

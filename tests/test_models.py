@@ -4,8 +4,11 @@ import torch
 from aetl.errors import AetlError
 from aetl.models import build_model
 from aetl.models.conv import ConvAE
+from aetl.models.fconv import FullyConvAE
 from aetl.models.mlp import MLPAE
+from aetl.models.resnet import ResNetAE
 from aetl.rundir import Run, load_checkpoint
+from aetl.transfer import transfer_weights
 
 
 @pytest.mark.parametrize("model", [MLPAE((1, 12, 12), latent_dim=5, hidden=[16]),
@@ -51,3 +54,47 @@ def test_checkpoint_round_trip(tmp_path):
     clone.load_state_dict(load_checkpoint(path)["model"])
     x = torch.rand(4, 1, 8, 8)
     assert torch.equal(clone(x).recon, model(x).recon)
+
+
+@pytest.mark.parametrize("norm, code", [("group", "flat"), ("batch", "map")])
+def test_resnet_shapes_features_and_stride(norm, code):
+    model = ResNetAE((3, 32, 32), latent_dim=12, width=4, depth=3, blocks=2, norm=norm, code=code, latent_channels=5)
+    x = torch.rand(3, 3, 32, 32)
+    out = model(x)
+    assert out.recon.shape == x.shape and 0 <= out.recon.min() and out.recon.max() <= 1
+    assert model.factor == 8 and model.flat_code == (code == "flat")
+    assert out.z.shape == ((3, 12) if code == "flat" else (3, 5, 4, 4)) and model.latent_dim == out.z[0].numel()
+    maps = model.features(x)
+    assert [f.shape[1:] for f in maps[:-1]] == [(4, 32, 32), (4, 16, 16), (8, 8, 8), (16, 4, 4)]
+    assert torch.equal(maps[-1], model.encode(x))
+    model.add_head(3)
+    assert model.logits(out.z).shape == (3, 3)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    torch.nn.functional.mse_loss(model(x).recon, x).backward()
+    torch.optim.SGD(model.parameters(), lr=0.1).step()
+    assert all(not torch.equal(p, before[n]) for n, p in model.named_parameters() if n != "head.weight" and
+               n != "head.bias")
+
+
+@pytest.mark.parametrize("build, good, bad, works", [
+    (lambda s: ConvAE((1, s, s), latent_dim=3, channels=[4, 8]), [20, 36], 30, "28 or 32"),
+    (lambda s: FullyConvAE((3, s, s), latent_channels=2, channels=[4, 8]), [12, 44], 42, "40 or 44"),
+    (lambda s: ResNetAE((3, s, s), latent_dim=3, width=4, depth=3), [24, 40, 96], 60, "56 or 64"),
+])
+def test_convolutional_backbones_take_any_size_their_stride_divides(build, good, bad, works):
+    for size in good:
+        x = torch.rand(2, build(size).in_shape[0], size, size)
+        assert build(size)(x).recon.shape == x.shape
+    with pytest.raises(AetlError, match=f"needs an image size divisible by .*, got {bad}x{bad}; set data.image_size "
+                                        f"to a multiple of .* \\(e.g. {works}\\)"):
+        build(bad)
+
+
+def test_resnet_weights_start_a_wider_resnet():
+    small = ResNetAE((3, 16, 16), latent_dim=6, width=4, depth=2)
+    wide = ResNetAE((3, 16, 16), latent_dim=10, width=8, depth=2)
+    report = transfer_weights(wide, small.state_dict())
+    assert not report.new and not report.unused and report.partial and report.copied
+    assert torch.equal(wide.encoder[0][0].weight[:4], small.encoder[0][0].weight)
+    with pytest.raises(AetlError, match="model=resnet needs norm in"):
+        ResNetAE((3, 16, 16), norm="layer")

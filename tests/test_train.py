@@ -72,3 +72,25 @@ def test_style_transfer_brings_the_fully_convolutional_backbone_it_needs(tmp_pat
     summary = train(cfg, tmp_path)
     assert summary["model"] == "FullyConvAE" and len(summary["style_results"]) == 1
     assert (tmp_path / "images" / "style_grid_adain.png").is_file()
+
+
+RESNET = ["model=resnet", "model.width=4", "model.depth=2", "model.latent_dim=8"]
+
+
+def test_every_strategy_trains_the_resnet_backbone(make_cfg, tmp_path):
+    """concat (Mf's code into the input's channels), mixed (concat around finetune) and fixed_init
+    into a wider target model cover every way a strategy uses Mf (one Mf, from the cache)."""
+    wider = "strategy.target_model={width: 8, latent_dim: 12}"
+    for strategy in ("concat strategy.at=input", "mixed", f"fixed_init {wider}"):
+        name, *more = strategy.split(" ", 1)
+        summary = train(make_cfg(*RESNET, "model.norm=batch", f"strategy={name}", *more), tmp_path / name)
+        assert summary["model"] in ("ResNetAE", "ConcatAE") and 0 < summary["target_mse"] < 0.25, strategy
+        assert 0 <= summary["target_acc"] <= 1
+    assert summary["latent_dim"] == 12 and summary["source_cache"] == "hit"
+
+
+def test_style_transfer_on_the_resnet_feature_map_code(make_cfg, tmp_path):
+    summary = train(make_cfg(*RESNET, "model.code=map", "model.latent_channels=4", "strategy=scratch",
+                             "app=style_transfer", "app.size=32", "app.alphas=[1.0]"), tmp_path)
+    assert summary["model"] == "ResNetAE" and len(summary["style_results"]) == 1
+    assert (tmp_path / "images" / "style_grid_adain.png").is_file()

@@ -12,6 +12,7 @@ from PIL import Image
 
 from aetl.domains import synthetic
 from aetl.errors import AetlError, user_error
+from aetl.fit import TIE_SHARE
 from aetl.rank import rank
 from aetl.rundir import load_checkpoint
 from aetl.train import train
@@ -54,12 +55,14 @@ def test_folders_with_fewer_classes_than_the_source_train_with_the_default_confi
 
 
 def test_a_folder_gets_a_fit_chosen_with_mf_and_recorded(make_cfg, tmp_path):
+    """The choice itself is test_fit.py's (inverted, framed, off-centre, colour targets);
+    here: a folder run makes it with Mf, even for scratch, and records it consistently."""
     root = write_folder(tmp_path / "images", ["class0", "class1", "class2", "class3"], invert=True, n=12)
     summary = train(make_cfg(*folder_overrides(root, 16), "strategy=scratch", "trainer.pretrain.steps=60"),
                     tmp_path / "run")
-    assert summary["target_invert"] is True and summary["target_tone"] in ("invert", "match")
     scores = summary["target_fit_scores"]
-    assert len(scores) == 21 and min(scores.values()) == scores[_label(summary)]
+    assert len(scores) == 21 and scores[_label(summary)] <= (1 + TIE_SHARE) * min(scores.values())
+    assert summary["target_invert"] == (summary["target_tone_map"][0] < 0)
     assert summary["source_fit"] == "resize" and summary["source_tone"] == "keep"
     assert summary["source_model"] == "pretrained"  # scratch needs Mf here, to choose the fit with
     assert summary["source_labels"] is False  # ... but none of its weights

@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from aetl.domains import Domain
+from aetl.domains import Domain, to_uint8
 from aetl.errors import AetlError
 
 
@@ -48,11 +48,11 @@ def load(images: Sequence[str], n: int = 1000, size: int = 32, scale: float = 1.
     rng = np.random.default_rng(seed)
     sources = []
     for image in images:
-        img = read_image(image)
+        img = to_uint8(read_image(image))
         if scale != 1.0:
-            pil = Image.fromarray((img * 255).astype(np.uint8))
-            img = np.asarray(pil.resize((round(pil.width * scale), round(pil.height * scale)),
-                                        Image.Resampling.LANCZOS), dtype=np.float32) / 255.0
+            pil = Image.fromarray(img)
+            shape = (round(pil.width * scale), round(pil.height * scale))
+            img = np.asarray(pil.resize(shape, Image.Resampling.LANCZOS))
         if min(img.shape[:2]) < size:
             raise AetlError(f"image {image} is {img.shape[1]}x{img.shape[0]}, smaller than the {size}-pixel crops")
         sources.append(img)
@@ -64,8 +64,8 @@ def load(images: Sequence[str], n: int = 1000, size: int = 32, scale: float = 1.
 
 def random_crops(pool: list[np.ndarray], which: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
     """For each entry of `which` (an index into pool), a random size x size crop of that
-    (H, W, 3) image, as (N, 3, size, size)."""
-    out = np.empty((len(which), 3, size, size), dtype=np.float32)
+    (H, W, 3) image, as (N, 3, size, size) of the pool's dtype."""
+    out = np.empty((len(which), 3, size, size), dtype=pool[0].dtype)
     for k, img in enumerate(pool):
         idx = np.flatnonzero(which == k)
         ys = rng.integers(img.shape[0] - size + 1, size=len(idx))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from aetl.domains import Domain
-from aetl.domains.idx import load_idx_folder
+from aetl.domains.idx import idx_fingerprint, load_idx_folder
 
 CLASSES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"]
 
@@ -11,3 +11,8 @@ CLASSES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt",
 def load(root: str = "/usr/share/datasets/fashion-mnist") -> Domain:
     images, labels = load_idx_folder(root, "fashion_mnist")
     return Domain("fashion_mnist", images, labels, CLASSES)
+
+
+def fingerprint(root: str = "/usr/share/datasets/fashion-mnist", **_: object) -> str:
+    """What the image cache checks besides the config: the IDX files."""
+    return idx_fingerprint(root)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from aetl.domains import to_uint8
 from aetl.errors import AetlError
 
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -42,8 +43,18 @@ def find_idx(root: Path, split: str, kind: str) -> Path | None:
     return None
 
 
+def idx_fingerprint(root: str | None) -> str:
+    """The IDX files under root with their sizes and modification times ("" without a root):
+    the image cache reads them again when they change."""
+    if not root or not Path(root).expanduser().is_dir():
+        return ""
+    folder = Path(root).expanduser()
+    found = [find_idx(folder, split, kind) for split in SPLITS for kind in ("images", "labels")]
+    return ";".join(f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in found if p)
+
+
 def load_idx_folder(root: str, dataset: str) -> tuple[np.ndarray, np.ndarray]:
-    """Images (N, 1, H, W) in [0, 1] and labels of every split found under root."""
+    """Images uint8 (N, 1, H, W) and labels of every split found under root."""
     folder = Path(root).expanduser()
     if not folder.is_dir():
         raise AetlError(f"{dataset}: data folder {folder} does not exist; set data.<source|target>.root to a folder of IDX files")
@@ -61,5 +72,7 @@ def load_idx_folder(root: str, dataset: str) -> tuple[np.ndarray, np.ndarray]:
             f"{dataset}: no IDX files in {folder} (expected train-images-idx3-ubyte(.gz) and "
             f"train-labels-idx1-ubyte(.gz)); point data.<source|target>.root at the folder that holds them"
         )
-    x = np.concatenate(images).astype(np.float32)[:, None] / 255.0
+    x = np.concatenate(images)[:, None]
+    if x.dtype != np.uint8:  # another IDX value type: read, as before, on the 0..255 scale
+        x = to_uint8(x / 255.0)
     return x, np.concatenate(labels).astype(np.int64)

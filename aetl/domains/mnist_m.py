@@ -9,6 +9,7 @@ import numpy as np
 
 from aetl.domains import Domain
 from aetl.domains.crops import random_crops
+from aetl.domains.mnist import fingerprint  # noqa: F401  (its digits' files, for the image cache)
 from aetl.domains.mnist import load as load_mnist
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "retina", "hubble_deep_field", "immunohistochemistry")
@@ -21,13 +22,14 @@ def load(root: str | None = None, provider: str = "auto", seed: int = 0) -> Doma
 
 
 def photos() -> list[np.ndarray]:
-    """The bundled colour photos as float32 (H, W, 3) arrays in [0, 1]."""
+    """The bundled colour photos as uint8 (H, W, 3) arrays."""
     import skimage.data
 
-    return [getattr(skimage.data, name)()[..., :3].astype(np.float32) / 255.0 for name in PHOTOS]
+    return [np.ascontiguousarray(getattr(skimage.data, name)()[..., :3], dtype=np.uint8) for name in PHOTOS]
 
 
 def blend(digits: np.ndarray, pool: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
-    """(N, 1, S, S) digits in [0, 1] -> (N, 3, S, S): |random photo crop - digit|."""
+    """(N, 1, S, S) uint8 digits -> (N, 3, S, S) uint8: |random photo crop - digit|."""
     which = rng.integers(len(pool), size=len(digits))
-    return np.abs(random_crops(pool, which, digits.shape[-1], rng) - digits)
+    crops = random_crops(pool, which, digits.shape[-1], rng)
+    return np.abs(crops.astype(np.int16) - digits).astype(np.uint8)

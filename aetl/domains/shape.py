@@ -19,14 +19,17 @@ from __future__ import annotations
 import functools
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from aetl.domains import quantize, unit
 from aetl.errors import AetlError
 
 GEOMETRIES = ("resize", "frame", "crop")
 TONES = ("keep", "invert", "match")
 CONTENT_SHARE = 0.2  # a pixel is content when it is this share of the image's largest deviation from its border
+MAP_CHUNK = 1024  # images mapped at a time by fit_array: bounded memory for any domain
 
 
 @dataclass(frozen=True)
@@ -86,12 +89,12 @@ def tone(name: str, own: Levels | None = None, reference: Levels | None = None) 
 
 
 def fit_images(x: torch.Tensor, size: int, channels: int, fit: Fit) -> torch.Tensor:
-    """(N, C, H, W) in [0, 1] -> (N, channels, size, size) in [0, 1]."""
+    """(N, C, H, W) in [0, 1] (or uint8) -> (N, channels, size, size) in [0, 1]."""
     if fit.geometry not in GEOMETRIES:
         raise AetlError(f"unknown fit {fit.geometry!r}; choose one of {', '.join(GEOMETRIES)} or auto")
     if channels not in (1, 3):
         raise AetlError(f"data.channels must be 1 or 3, got {channels}")
-    x = to_channels(x.float(), channels)
+    x = to_channels(unit(x).float(), channels)
     if (fit.scale, fit.shift) != (1.0, 0.0):
         x = (x * fit.scale + fit.shift).clamp_(0, 1)
     if fit.geometry == "resize":
@@ -109,6 +112,21 @@ def fit_images(x: torch.Tensor, size: int, channels: int, fit: Fit) -> torch.Ten
     return (F.pad(x - background, (fit.margin,) * 4) + background).clamp_(0, 1)
 
 
+def changes_nothing(fit: Fit, shape: tuple[int, ...], size: int, channels: int) -> bool:
+    """Whether fit_images leaves images of this (N, C, H, W) shape as they are."""
+    return (fit.geometry == "resize" and (fit.scale, fit.shift) == (1.0, 0.0)
+            and tuple(shape[1:]) == (channels, size, size))
+
+
+def fit_array(images: np.ndarray, size: int, channels: int, fit: Fit, out: np.ndarray) -> np.ndarray:
+    """fit_images over uint8 (N, C, H, W) images a chunk at a time, into uint8 out
+    (N, channels, size, size): a memory-mapped domain is mapped without loading it whole."""
+    for at in range(0, len(images), MAP_CHUNK):
+        chunk = torch.from_numpy(np.array(images[at:at + MAP_CHUNK]))  # a copy: the cache maps read-only
+        out[at:at + MAP_CHUNK] = quantize(fit_images(chunk, size, channels, fit)).numpy()
+    return out
+
+
 def unfit_images(y: torch.Tensor, original: torch.Tensor, fit: Fit) -> torch.Tensor:
     """Images in the frame (fit_images of `original`, or a model's reconstructions of them)
     mapped back to the original images' size, place and tone, to compare with the originals
@@ -118,7 +136,7 @@ def unfit_images(y: torch.Tensor, original: torch.Tensor, fit: Fit) -> torch.Ten
     resampling matrix): exact where fit_images enlarged an image, and where it shrank one
     the detail it dropped stays lost, so a comparison with the original counts it."""
     size = y.shape[-1]
-    original = to_channels(original.float(), y.shape[1])
+    original = to_channels(unit(original).float(), y.shape[1])
     h, w = original.shape[-2:]
     if fit.geometry != "resize":
         y = y[..., fit.margin:size - fit.margin, fit.margin:size - fit.margin]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from aetl.domains import Domain
+from aetl.domains import Domain, to_uint8
 
 
 def load(n: int = 200, n_classes: int = 4, size: int = 16, channels: int = 1, seed: int = 0) -> Domain:
@@ -18,5 +18,5 @@ def load(n: int = 200, n_classes: int = 4, size: int = 16, channels: int = 1, se
     labels = np.arange(n) % n_classes
     images = np.stack([prototypes[c] for c in labels])
     images = images + rng.normal(0, 0.1, images.shape)
-    images = np.clip(images, 0, 1).astype(np.float32)
+    images = to_uint8(images)
     return Domain("synthetic", images, labels.astype(np.int64), [f"class{c}" for c in range(n_classes)])

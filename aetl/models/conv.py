@@ -6,8 +6,7 @@ from typing import Sequence
 
 from torch import nn
 
-from aetl.errors import AetlError
-from aetl.models import AutoEncoder
+from aetl.models import AutoEncoder, check_size
 
 
 class ConvAE(AutoEncoder):
@@ -16,12 +15,8 @@ class ConvAE(AutoEncoder):
     def __init__(self, in_shape: tuple[int, int, int], latent_dim: int = 32, channels: Sequence[int] = (32, 64)) -> None:
         super().__init__(in_shape, latent_dim)
         c_in, h, w = in_shape
-        factor = 2 ** len(channels)
-        if h % factor or w % factor:
-            raise AetlError(
-                f"model=conv with {len(channels)} stride-2 blocks needs an image size divisible by {factor}, "
-                f"got {h}x{w}; change data.image_size or the number of model.channels"
-            )
+        factor = self.factor = 2 ** len(channels)
+        check_size("conv", h, w, factor, f"{len(channels)} stride-2 blocks", "the number of model.channels")
         widths = [c_in, *channels]
         enc: list[nn.Module] = []
         for a, b in zip(widths, widths[1:]):

@@ -9,8 +9,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from aetl.errors import AetlError
-from aetl.models import AutoEncoder
+from aetl.models import AutoEncoder, check_size
 
 
 class FullyConvAE(AutoEncoder):
@@ -21,9 +20,7 @@ class FullyConvAE(AutoEncoder):
                  channels: Sequence[int] = (32, 64)) -> None:
         c_in, h, w = in_shape
         self.factor = 2 ** len(channels)
-        if h % self.factor or w % self.factor:
-            raise AetlError(f"model=fconv with {len(channels)} stride-2 blocks needs an image size divisible by "
-                            f"{self.factor}, got {h}x{w}; change data.image_size or the number of model.channels")
+        check_size("fconv", h, w, self.factor, f"{len(channels)} stride-2 blocks", "the number of model.channels")
         super().__init__(in_shape, latent_channels * (h // self.factor) * (w // self.factor))
         widths = [c_in, *channels]
         enc: list[nn.Module] = []
