@@ -31,7 +31,7 @@ def run_cli(tmp_path, monkeypatch, capsys, *args):
 
 @pytest.mark.parametrize("override, message", [
     ("data=mnist_digit", "unknown data 'mnist_digit' (did you mean mnist_digits?); choose one of fashion_mnist, "
-                         "mnist_digits, mnist_mnist_m, photos_textures, synthetic_pair"),
+                         "mnist_digits, mnist_mnist_m, photos_textures, style, synthetic_pair"),
     ("data/target=fashion", "unknown data/target 'fashion' (did you mean fashion_mnist?); choose one of"),
     ("model=convv", "unknown model 'convv' (did you mean conv?); choose one of conv, fconv, mlp"),
     ("strategy=concatt", "unknown strategy 'concatt' (did you mean concat?); choose one of concat, finetune, "

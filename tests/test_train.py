@@ -30,8 +30,9 @@ def test_finetune_run_writes_the_whole_run_dir(make_cfg, tmp_path):
     assert records[-1]["phase"] == "eval" and records[-1]["target_mse"] == summary["target_mse"]
     assert all({"phase", "epoch", "step", "time_s"} <= set(r) for r in records)
     for name in ("recon_source.png", "recon_target.png"):
-        with Image.open(tmp_path / "images" / name) as img:
-            assert img.size == (8 * 16 * 2, 2 * 16 * 2)  # 8 inputs over 8 reconstructions, drawn 2x
+        with Image.open(tmp_path / "images" / name) as img:  # 8 inputs over 8 reconstructions, drawn 2x, padded
+            assert json.loads(img.text["rows"]) == ["input", "reconstruction"]
+            assert img.height == 4 + 2 * (16 * 2 + 4) and img.width > 8 * (16 * 2 + 4)
 
 
 def test_same_config_and_seed_give_the_same_figures(make_cfg, tmp_path):

@@ -3,11 +3,12 @@
 Feed-forward: encode the content and the style image, move the content's feature
 statistics to the style's (AdaIN: per-channel mean and std, Huang & Belongie 2017;
 WCT: the whole channel covariance, Li et al. 2017), blend with the content's features
-by `alpha`, decode. With `levels` > 1 this is Li et al.'s cascade: first at the code,
-then, on the decoded result, at shallower depths of the encoder (each pass transforms
-one depth, encodes on to the code and decodes), coarse statistics first, fine last.
-Then, optionally, `refine_steps` of L-BFGS on the result's code against content and
-Gram style losses (aetl.apps.refine).
+by `alpha`, decode. Over several `levels` this is Li et al.'s cascade ("Universal style
+transfer via feature transforms", 2017): first at the code, then, on the decoded
+result, at ever shallower depths of the encoder (each pass transforms one depth,
+encodes on to the code and decodes), coarse statistics first, fine ones last. Then,
+optionally, `refine_steps` of L-BFGS on the result's code against the content loss
+plus alpha x `style_weight` x the Gram style loss (aetl.apps.refine).
 """
 
 from __future__ import annotations
@@ -83,8 +84,10 @@ def encoded_to(model: AutoEncoder, x: torch.Tensor, depth: int) -> torch.Tensor:
 
 @torch.no_grad()
 def stylize(model: AutoEncoder, content: torch.Tensor, style: torch.Tensor, method: str = "wct",
-            alpha: float = 1.0, levels: int = 1) -> torch.Tensor:
-    """(1, C, H, W) content and style images -> the stylised image, (1, C, H, W) like content."""
+            alpha: float = 1.0, levels: int | None = None) -> torch.Tensor:
+    """(1, C, H, W) content and style images -> the stylised image, (1, C, H, W) like content.
+    levels: how many depths the cascade visits, deepest first (None: all of them)."""
+    levels = depths(model) if levels is None else levels
     check(model, method, alpha, levels)
     h, w = content.shape[2:]
     factor = getattr(model, "factor", 1)
@@ -130,7 +133,7 @@ def load_image(name: str, size: int | None, channels: int, device: torch.device)
 
 
 def run_app(model: AutoEncoder, run, content: str, style: str, method: str = "wct",
-            alphas: tuple[float, ...] = (0.25, 0.5, 1.0), levels: int = 1, size: int | None = 256,
+            alphas: tuple[float, ...] = (0.25, 0.5, 1.0), levels: int | None = None, size: int | None = 256,
             refine_steps: int = 0, style_weight: float = 10.0, **_: object) -> dict:
     """Stylise content with style at each alpha; write the PNGs, the grid and the losses."""
     model.eval()
@@ -139,6 +142,7 @@ def run_app(model: AutoEncoder, run, content: str, style: str, method: str = "wc
     x_style = load_image(style, size, model.in_shape[0], device)
     if not alphas:
         raise AetlError("app.alphas is empty; give at least one, e.g. app.alphas=[0.5,1.0]")
+    levels = depths(model) if levels is None else levels
     for alpha in alphas:  # every setting checked before anything is written
         check(model, method, alpha, levels)
     h, w = x_content.shape[2:]
@@ -156,7 +160,7 @@ def run_app(model: AutoEncoder, run, content: str, style: str, method: str = "wc
         record = {"alpha": alpha, "seconds": time.perf_counter() - started, **measured(out, "before")}
         fed.append(out[0])
         if refine_steps > 0:
-            polished = refine(model, padded(out, factor), loss, refine_steps, style_weight)
+            polished = refine(model, padded(out, factor), loss, refine_steps, alpha * style_weight)
             out = polished.image[:, :, :h, :w]
             record["refine_seconds"] = polished.seconds
             refined.append(out[0])
