@@ -62,6 +62,21 @@ def test_augment_makes_images_of_the_input_shape(mode):
     assert 0 <= new_x.min() and new_x.max() <= 1
 
 
+def test_augment_refuses_bad_settings(trained, tmp_path):
+    model = ConvAE((1, 16, 16), latent_dim=4, channels=[4, 8])
+    x, y = torch.rand(4, 1, 16, 16), torch.tensor([0, 1, 0, 1])
+    with pytest.raises(AetlError, match="unknown augment mode 'mixup'; choose one of noise, interpolate, "
+                                        "extrapolate, image, source"):
+        augment(model, x, y, "mixup", 1, 0.5, 0)
+    with pytest.raises(AetlError, match="augment needs amount >= 1 and strength >= 0, got 0 and 0.5"):
+        augment(model, x, y, "noise", 0, 0.5, 0)
+    _, _, model, pair = trained("data.target.labels_per_class=0")
+    with pytest.raises(AetlError, match="augmentation needs labelled target images; set data.target."
+                                        "labels_per_class >= 1 or use app.mode=source"):
+        run_app(model, Run(tmp_path / "aug"), pair=pair, mode="noise")
+    assert not (tmp_path / "aug" / "augmented.npz").exists()
+
+
 @pytest.fixture
 def trained(make_cfg, tmp_path):
     """A finished tiny run, its transferred model and its pair: (cfg, summary, model, pair)."""

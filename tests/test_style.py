@@ -61,7 +61,7 @@ def test_stylize_keeps_the_content_size_and_alpha_zero_reconstructs(channels):
     with torch.no_grad():
         once = model(padded).recon
         twice = model(once).recon
-    assert torch.allclose(stylize(model, content, style, "adain", alpha=0.0), once[:, :, :37, :51], atol=1e-6)
+    assert torch.allclose(stylize(model, content, style, "adain", alpha=0.0, levels=1), once[:, :, :37, :51], atol=1e-6)
     # the cascade's second pass re-encodes the first pass's result
     assert torch.allclose(stylize(model, content, style, "wct", alpha=0.0, levels=2), twice[:, :, :37, :51], atol=1e-5)
 
@@ -80,11 +80,11 @@ def test_style_transfer_refuses_flat_codes_and_bad_settings():
         stylize(flat, torch.rand(1, 1, 16, 16), torch.rand(1, 1, 16, 16))
     model = tiny(1)
     x = torch.rand(1, 1, 16, 16)
-    with pytest.raises(AetlError, match="unknown style method 'gram'"):
+    with pytest.raises(AetlError, match="unknown app.method 'gram'; choose adain or wct"):
         stylize(model, x, x, method="gram")
     with pytest.raises(AetlError, match="app.levels must be 1 to 3 for this backbone"):
         stylize(model, x, x, levels=4)
-    with pytest.raises(AetlError, match="alpha must be in"):
+    with pytest.raises(AetlError, match=r"app.alphas must lie in \[0, 1\]"):
         stylize(model, x, x, alpha=1.5)
 
 
@@ -151,7 +151,24 @@ def test_style_app_writes_the_results_the_losses_and_a_labelled_grid(tmp_path):
     assert json.loads(grid.text["columns"]) == ["content", "style", "alpha 0.5", "alpha 1"]
     assert json.loads(grid.text["rows"]) == ["feed-forward", "+ 4 L-BFGS steps"]
     assert grid.height > 2 * 40 and grid.width > 4 * 36  # two rows of four tiles, padded and labelled
-    with pytest.raises(AetlError, match="alpha must be in"):
+    with pytest.raises(AetlError, match=r"app.alphas must lie in \[0, 1\]"):
         run_app(tiny(), Run(tmp_path / "bad"), content=str(tmp_path / "c.png"), style=str(tmp_path / "s.png"),
                 alphas=(0.5, 2.0), size=None)
     assert not (tmp_path / "bad" / "images").exists()  # refused before anything was written
+    with pytest.raises(AetlError, match="cannot read image 'nowhere.png'.*give skimage:NAME, sklearn:FILE or an image"):
+        run_app(tiny(), Run(tmp_path / "bad"), content="nowhere.png", style=str(tmp_path / "s.png"))
+
+
+def test_a_folder_of_your_own_pictures_joins_the_crops(tmp_path):
+    from aetl.domains.crops import load
+
+    (tmp_path / "mine").mkdir()
+    for k in range(2):
+        Image.fromarray(np.full((80, 100, 3), 60 * k, dtype=np.uint8)).save(tmp_path / "mine" / f"p{k}.png")
+    (tmp_path / "mine" / "notes.txt").write_text("not an image")
+    domain = load(["skimage:coffee"], n=30, size=16, scale=0.25, extra=[str(tmp_path / "mine")])
+    assert domain.classes == ["coffee", "p0", "p1"] and np.bincount(domain.labels).tolist() == [10, 10, 10]
+    assert np.allclose(domain.images[domain.labels == 2], 60 / 255, atol=1e-6)  # crops of p1.png
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(AetlError, match="no images in .*empty"):
+        load(["skimage:coffee"], n=4, size=16, extra=[str(tmp_path / "empty")])

@@ -106,9 +106,9 @@ def check(model: AutoEncoder, method: str, alpha: float, levels: int) -> None:
     if model.flat_code:
         raise AetlError(f"style transfer needs a fully convolutional backbone (model=fconv), not {type(model).__name__}")
     if method not in TRANSFORMS:
-        raise AetlError(f"unknown style method {method!r}; choose {' or '.join(TRANSFORMS)}")
+        raise AetlError(f"unknown app.method {method!r}; choose {' or '.join(TRANSFORMS)}")
     if not 0 <= alpha <= 1:
-        raise AetlError(f"alpha must be in [0, 1], got {alpha}")
+        raise AetlError(f"app.alphas must lie in [0, 1] (0: the content's reconstruction, 1: full style), got {alpha}")
     if not 1 <= levels <= depths(model):
         raise AetlError(f"app.levels must be 1 to {depths(model)} for this backbone (the code and each of its "
                         f"encoder's depths), got {levels}")
