@@ -50,6 +50,11 @@ def trained(work: Path, name: str, overrides: list[str]) -> Path:
     return out
 
 
+def short(name: str) -> str:
+    """skimage:astronaut -> astronaut, sklearn:flower.jpg -> flower"""
+    return Path(name.partition(":")[2]).stem
+
+
 def picture(name: str) -> torch.Tensor:
     """A bundled image scaled so its shorter side is SIZE, the middle SIZE x SIZE square."""
     x = load_image(name, None, 3, torch.device("cpu"))
@@ -101,7 +106,7 @@ def compare_rows(results: dict, steps: int, weight: float) -> list[str]:
         drop = start - r["gatys"]["style_loss"]
         share = [(start - r[k]["style_loss"]) / drop for k in ("fed", "refined")]
         rows.append(
-            f"| {c.split(':')[1]} | {s.split(':')[1]} | {r['fed']['content_loss']:.3f} / "
+            f"| {short(c)} | {short(s)} | {r['fed']['content_loss']:.3f} / "
             f"{r['refined']['content_loss']:.3f} / {r['gatys']['content_loss']:.3f} | {start:.3f} / "
             f"{r['fed']['style_loss']:.4f} / {r['refined']['style_loss']:.4f} / {r['gatys']['style_loss']:.4f} | "
             f"{r['fed_s']:.2f} / {r['refined_s']:.1f} / {r['gatys_s']:.0f} ({r['gatys_steps']}) | "
@@ -111,7 +116,8 @@ def compare_rows(results: dict, steps: int, weight: float) -> list[str]:
 
 def save(path: Path, rows: list[list[torch.Tensor]], row_labels: list[str], col_labels: list[str], tile: int) -> None:
     """A labelled grid with tiles scaled to `tile` pixels, quantised to 256 colours (small PNGs for docs/)."""
-    small = [[F.interpolate(t[None], size=(tile, tile), mode="area")[0] for t in row] for row in rows]
+    small = [[F.interpolate(t[None], size=(tile, tile), mode="area")[0] if t.shape[-1] != tile else t for t in row]
+             for row in rows]
     grid = labelled_grid(small, row_labels, col_labels)
     grid.quantize(256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True, pnginfo=png_info(row_labels, col_labels))
 
@@ -124,7 +130,7 @@ def gallery(model, steps: int, weight: float) -> tuple[list, list[str]]:
             outs = [stylize(model, content, style, "wct", a) for a in ALPHAS[1:]]
             polished = refine(model, outs[-1], StyleLoss(model, content, style), steps, weight).image
             rows.append([content[0], style[0], *(o[0] for o in outs), polished[0]])
-            labels.append(f"{c.split(':')[1]} x {s.split(':')[1].split('.')[0]}")
+            labels.append(f"{short(c)} x {short(s)}")
     return rows, labels
 
 
@@ -153,13 +159,14 @@ def main() -> None:
     content, style = picture(CONTENTS[0]), picture(STYLES[0])
     before_after = [content[0], stylize(models["transpose (before)"], content, style, "adain", 1.0, 1)[0],
                     stylize(after, content, style, "adain", 1.0, 1)[0], rows[0][4], rows[0][5]]
-    save(out / "style" / "before_after.png", [before_after], [],
-         ["content", "before: transpose, AdaIN", "resize, AdaIN", "resize, WCT cascade", f"+ {args.steps} L-BFGS"], SIZE)
+    face = [t[:, 16:144, 64:192] for t in before_after]  # 128x128 at full resolution: the grid shows
+    save(out / "style" / "before_after.png", [face], [],
+         ["content", "transpose, AdaIN", "resize, AdaIN", "resize, WCT cascade", f"+ {args.steps} L-BFGS"], 128)
     save(out / "style" / "gallery.png", rows, labels,
-         ["content", "style", *(f"alpha {a:g}" for a in ALPHAS[1:]), f"alpha 1 + {args.steps} L-BFGS"], 128)
+         ["content", "style", *(f"alpha {a:g}" for a in ALPHAS[1:]), f"alpha 1 + {args.steps} L-BFGS"], 104)
     save(out / "style" / "gatys.png", [[r["content"][0], r["style"][0], *(i[0] for i in r["images"])] for r in results.values()],
-         [f"{c.split(':')[1]} x {s.split(':')[1].split('.')[0]}" for c, s in results],
-         ["content", "style", "feed-forward", f"+ {args.steps} L-BFGS", "Gatys"], 128)
+         [f"{short(c)} x {short(s)}" for c, s in results], ["content", "style", "feed-forward", f"+ {args.steps} L-BFGS",
+                                                             "Gatys"], 104)
     write_report(out / "style.md", runs, cb, compare_rows(results, args.steps, args.weight), args,
                  (load_start, os.getloadavg()[0], time.perf_counter() - started))
     print((out / "style.md").read_text())
