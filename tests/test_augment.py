@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from aetl.apps.augment import augment, move_codes, move_pixels, run_app, source_sample
+from aetl.apps.augment import augment, move_codes, move_pixels, restyled, run_app, source_sample
 from aetl.data import load_pair
 from aetl.errors import AetlError
 from aetl.models import build_model
@@ -53,11 +53,20 @@ def test_move_pixels_shifts_each_copy_by_its_own_offset():
     assert len(where) > 10 and all(2 <= r <= 6 and 2 <= c <= 6 for r, c in where)  # up to 2 pixels off
 
 
+def test_restyled_codes_take_the_reference_statistics():
+    g = torch.Generator().manual_seed(0)
+    z, reference = torch.randn(50, 6, generator=g) * 3 + 1, torch.randn(40, 6, generator=g) * 0.5 - 2
+    out = restyled(z, reference)
+    assert torch.allclose(out.mean(0), reference.mean(0), atol=1e-5)
+    assert torch.allclose(out.std(0, unbiased=False), reference.std(0, unbiased=False), atol=1e-5)
+    assert torch.allclose(torch.corrcoef(out.T), torch.corrcoef(z.T), atol=1e-5)  # only shifted and scaled
+
+
 @pytest.mark.parametrize("mode", ["noise", "interpolate", "image", "source"])
 def test_augment_makes_images_of_the_input_shape(mode):
     model = ConvAE((1, 16, 16), latent_dim=4, channels=[4, 8])
     x, y = torch.rand(8, 1, 16, 16), torch.tensor([0, 1] * 4)
-    new_x, new_y = augment(model, x, y, mode, amount=2, strength=0.5, seed=0)
+    new_x, new_y = augment(model, x, y, mode, amount=2, strength=0.5, seed=0, target=torch.rand(5, 1, 16, 16))
     assert new_x.shape == (16, 1, 16, 16) and new_y.tolist() == y.tolist() * 2
     assert 0 <= new_x.min() and new_x.max() <= 1
 

@@ -9,10 +9,12 @@ moves at most half as far, so the new code stays on its own side of the midpoint
 `image` is the classic baseline in pixel space (random shifts of up to 2 pixels and
 Gaussian pixel noise).
 
-`source` is the method's own recipe: labelled *source* images, given the same pixel
-augmentation, are encoded and decoded by the AE transferred to T, so they take on
-T's look, and join the labelled set with their source labels (the classes must be
-the target's). It works with no target labels at all.
+`source` is the method's own recipe: labelled *source* images, given random shifts
+(and `strength` x pixel noise), are encoded by the AE transferred to T, their codes'
+per-dimension mean and std moved to those of T's training images' codes (labelled or
+not: AdaIN between the domains, where style transfer does it between images), and
+decoded, so they take on T's look; they join the labelled set with their source
+labels (the classes must be the target's). It works with no target labels at all.
 
 The linear probe is then fitted with and without the new images on the same
 labelled split and scored on the same validation and test splits.
@@ -82,24 +84,39 @@ def move_pixels(x: torch.Tensor, y: torch.Tensor, amount: int, strength: float,
 
 @torch.no_grad()
 def augment(model: AutoEncoder, x: torch.Tensor, y: torch.Tensor, mode: str, amount: int, strength: float,
-            seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """New labelled images made from (x, y) by `mode` (for `source`, x are source images)."""
+            seed: int, target: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """New labelled images made from (x, y) by `mode`; for `source`, x are source images and
+    target the target's training images, whose code statistics the new images take."""
     if mode not in MODES:
         raise AetlError(f"unknown augment mode {mode!r}; choose one of {', '.join(MODES)}")
     if amount < 1 or strength < 0:
         raise AetlError(f"augment needs amount >= 1 and strength >= 0, got {amount} and {strength}")
     gen = torch.Generator(device=x.device).manual_seed(seed)
     model.eval()
-    if mode in ("image", "source"):
-        new_x, new_y = move_pixels(x, y, amount, strength, gen)
-        return (decoded(model, new_x) if mode == "source" else new_x), new_y
+    if mode == "image":
+        return move_pixels(x, y, amount, strength, gen)
+    if mode == "source":
+        if target is None or not len(target):
+            raise AetlError("app.mode=source needs the target's training images")
+        moved, new_y = move_pixels(x, y, amount, strength, gen)
+        z = restyled(encoded(model, moved), encoded(model, target))
+        return decoded(model, z), new_y
     z, z_y = move_codes(model.encode(x), y, mode, amount, strength, gen)
-    return torch.cat([model.decode(chunk) for chunk in z.split(1024)]), z_y
+    return decoded(model, z), z_y
 
 
-def decoded(model: AutoEncoder, x: torch.Tensor) -> torch.Tensor:
-    """x encoded and decoded by model, in chunks."""
-    return torch.cat([model(chunk).recon for chunk in x.split(1024)])
+def encoded(model: AutoEncoder, x: torch.Tensor) -> torch.Tensor:
+    return torch.cat([model.encode(chunk) for chunk in x.split(1024)])
+
+
+def decoded(model: AutoEncoder, z: torch.Tensor) -> torch.Tensor:
+    return torch.cat([model.decode(chunk) for chunk in z.split(1024)])
+
+
+def restyled(z: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """z with each code dimension's mean and std over the batch set to reference's."""
+    mean, std = z.mean(0, keepdim=True), z.std(0, unbiased=False, keepdim=True).clamp_min(1e-6)
+    return (z - mean) / std * reference.std(0, unbiased=False, keepdim=True) + reference.mean(0, keepdim=True)
 
 
 def shared_classes(pair: Pair) -> bool:
@@ -141,7 +158,7 @@ def run_app(model: AutoEncoder, run, pair: Pair | None = None, mode: str = "inte
                         "or use app.mode=source")
     else:
         base = labelled
-    new_x, new_y = augment(model, base.x, base.y, mode, amount, strength, seed)
+    new_x, new_y = augment(model, base.x, base.y, mode, amount, strength, seed, target=pair.target_train.x)
     n_classes = len(pair.classes)
     if len(labelled):
         without = fit_probe(model, labelled.x, labelled.y, n_classes, probe_l2)
