@@ -124,14 +124,14 @@ def shared_classes(pair: Pair) -> bool:
     return pair.classes == pair.source_classes
 
 
-def source_sample(pair: Pair, per_class: int, seed: int) -> Split:
-    """per_class labelled source training images of each target class, drawn with seed."""
+def source_sample(pair: Pair, per_class: int | None, seed: int) -> Split:
+    """per_class labelled source training images of each target class (None: all), drawn with seed."""
     if not shared_classes(pair):
         raise AetlError(f"app.mode=source needs a source whose classes are the target's: {pair.source_name} "
                         f"has {_names(pair.source_classes)}, {pair.target_name} has {_names(pair.classes)}; "
                         "use another augment mode")
-    if per_class < 1:
-        raise AetlError(f"app.source_per_class must be >= 1, got {per_class}")
+    if per_class is not None and per_class < 1:
+        raise AetlError(f"app.source_per_class must be >= 1 (or null: every source image), got {per_class}")
     y = pair.source_train.y.cpu()
     gen = torch.Generator().manual_seed(seed)
     picks = [torch.nonzero(y == c).flatten()[torch.randperm(int((y == c).sum()), generator=gen)[:per_class]]
@@ -145,7 +145,7 @@ def _names(classes: list[str]) -> str:
 
 
 def run_app(model: AutoEncoder, run, pair: Pair | None = None, mode: str = "interpolate", amount: int = 5,
-            strength: float = 0.5, source_per_class: int = 100, seed: int = 0, probe_l2: float = 1e-3,
+            strength: float = 0.5, source_per_class: int | None = None, seed: int = 0, probe_l2: float = 1e-3,
             **_: object) -> dict:
     """Augment; write the .npz and a grid; score the probe with and without the new images."""
     if pair is None:
