@@ -16,12 +16,13 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_module
 from PIL import Image
 
 from aetl.apps import load_run
@@ -29,7 +30,6 @@ from aetl.apps.checkerboard import checkerboard
 from aetl.apps.refine import StyleLoss, gatys, refine
 from aetl.apps.style import load_image, stylize
 from aetl.grid import labelled_grid, png_info
-from aetl.train import train
 
 SIZE = 256
 ALPHAS = (0.0, 0.25, 0.5, 1.0)
@@ -39,13 +39,12 @@ SETTINGS = {"AdaIN at the code (the old default)": ("adain", 1), "WCT cascade, e
 
 
 def trained(work: Path, name: str, overrides: list[str]) -> Path:
-    """A finished `aetl train +experiment=style` run under work/name, trained if missing."""
+    """A finished `aetl train +experiment=style` run dir under work/name, trained if missing."""
     out = work / name
     if not (out / "summary.json").is_file():
-        with initialize_config_module("aetl.configs", version_base="1.3"):
-            cfg = compose("train", overrides=["+experiment=style", "app=none", "trainer.progress=false", *overrides])
         started = time.perf_counter()
-        train(cfg, out)
+        subprocess.run([sys.executable, "-m", "aetl", "train", "+experiment=style", "app=none", "trainer.progress=false",
+                        f"hydra.run.dir={out}", *overrides], check=True)
         print(f"trained {name} in {time.perf_counter() - started:.0f} s")
     return out
 
