@@ -23,7 +23,6 @@ import time
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from aetl.models import AutoEncoder
@@ -120,9 +119,3 @@ def gatys(content: torch.Tensor, loss: StyleLoss, style_weight: float, max_steps
     tolerance between steps (or max_steps evaluations)."""
     return _lbfgs(content, lambda x: x.clamp(0, 1), loss, style_weight, max_steps, tolerance)
 
-
-def padded(x: torch.Tensor, factor: int) -> torch.Tensor:
-    """x reflected out at the bottom and right to a multiple of factor (a backbone's stride)."""
-    h, w = x.shape[2:]
-    ph, pw = (-h) % factor, (-w) % factor
-    return F.pad(x, (0, pw, 0, ph), mode="reflect") if ph or pw else x

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from aetl.apps.checkerboard import checkerboard
-from aetl.apps.refine import StyleLoss, padded, refine
+from aetl.apps.refine import StyleLoss, refine
 from aetl.errors import AetlError
 from aetl.models import AutoEncoder
 
@@ -100,6 +100,13 @@ def stylize(model: AutoEncoder, content: torch.Tensor, style: torch.Tensor, meth
 
         x = model.decode(encode_moved(model, x, depth, move))
     return x[:, :, :h, :w]
+
+
+def padded(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """x reflected out at the bottom and right to a multiple of factor (a backbone's stride)."""
+    h, w = x.shape[2:]
+    ph, pw = (-h) % factor, (-w) % factor
+    return F.pad(x, (0, pw, 0, ph), mode="reflect") if ph or pw else x
 
 
 def check(model: AutoEncoder, method: str, alpha: float, levels: int) -> None:
