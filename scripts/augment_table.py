@@ -3,9 +3,9 @@
     python scripts/augment_table.py multirun/augment        # every aetl augment run under the dir
 
 Reads each `aetl augment` run's summary.json; `none` is the probe without new images
-(with 0 labels: the source model's own classifier). Prints a Markdown table of mean ±
-std over seeds of the test accuracy, with the validation accuracy (what tuning reads)
-beside it, and the gain of each mode over `none` in points.
+(with 0 labels: the source model's own classifier). Prints two Markdown tables, test
+and validation accuracy (what tuning reads): mean ± std over seeds, and each mode's
+gain over `none` in points.
 """
 
 from __future__ import annotations
@@ -52,16 +52,19 @@ def main() -> None:
     table: dict = {}
     for root in args.dirs:
         table.update(collect(root))
-    print("| pair | labels/class | mode | test accuracy % | gain (pts) | validation accuracy % | seeds |")
-    print("|---|---|---|---|---|---|---|")
-    for (pair, labels), cell in sorted(table.items()):
-        base = statistics.fmean(cell["none"]["test"]) if cell["none"]["test"] else None
-        for mode in MODES:
-            if mode not in cell or not cell[mode]["test"]:
-                continue
-            test = cell[mode]["test"]
-            gain = "" if mode == "none" or base is None else f"{100 * (statistics.fmean(test) - base):+.1f}"
-            print(f"| {pair} | {labels} | {mode} | {pm(test)} | {gain} | {pm(cell[mode]['val'])} | {len(test)} |")
+    for split, title in (("test", "test accuracy %"), ("val", "validation accuracy % (what tuning read)")):
+        print(f"\n{title}, mean ± std over seeds (gain over none in points)\n")
+        print("| pair | labels/class | " + " | ".join(MODES) + " |")
+        print("|---|---|" + "---|" * len(MODES))
+        for (pair, labels), cell in sorted(table.items()):
+            base = statistics.fmean(cell["none"][split]) if cell["none"][split] else None
+            row = []
+            for mode in MODES:
+                values = cell[mode][split] if mode in cell else []
+                gain = "" if mode == "none" or base is None or not values else \
+                    f" ({100 * (statistics.fmean(values) - base):+.1f})"
+                row.append(pm(values) + gain if values else "n/a")
+            print(f"| {pair} | {labels} | " + " | ".join(row) + " |")
 
 
 if __name__ == "__main__":
