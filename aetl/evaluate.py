@@ -7,6 +7,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from aetl.data import Pair
 from aetl.domains import unit
 from aetl.models import AutoEncoder
 
@@ -88,6 +89,13 @@ def head_predictions(model: AutoEncoder, classes: torch.Tensor) -> Predictor:
         return torch.cat([model.logits(model.encode(unit(xb)))[:, classes].argmax(1) for xb in eval_batches(x)])
 
     return predict
+
+
+def source_head(model: AutoEncoder, pair: Pair) -> Predictor | None:
+    """Mf's own classifier (trained on the source's labels) as a predictor of the target's
+    classes, when the model carries it and every target class is one of the source's."""
+    classes = pair.head_classes()
+    return head_predictions(model, classes) if model.has_head and classes is not None else None
 
 
 def accuracy(predict: Predictor | None, split) -> float | None:

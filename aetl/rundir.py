@@ -15,13 +15,12 @@ import tempfile
 import time
 import zipfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
-import numpy as np
 import torch
-from PIL import Image
 
 from aetl.errors import AetlError, in_multirun
+from aetl.grid import labelled_grid, png_info, to_pil
 
 
 class Run:
@@ -90,19 +89,22 @@ class Run:
         atomic_write(self.root / "summary.json", lambda f: f.write(text.encode()))
 
     def save_recon_grid(self, name: str, inputs: torch.Tensor, recons: torch.Tensor) -> None:
-        """A PNG with the inputs on the top row and their reconstructions below, drawn 2x."""
-        rows = [torch.cat(list(t.detach().float().cpu()), dim=-1) for t in (inputs, recons)]
-        self.save_image(name, torch.cat(rows, dim=-2), zoom=2)
+        """A labelled grid: the inputs on the row "input", their reconstructions below, drawn 2x."""
+        self.save_grid(name, [list(inputs), list(recons)], ["input", "reconstruction"], zoom=2)
+
+    def save_grid(self, name: str, rows: Sequence[Sequence[torch.Tensor]], row_labels: Sequence[str] = (),
+                  col_labels: Sequence[str] = (), zoom: int = 1) -> None:
+        """Rows of (C, H, W) images as one padded, labelled PNG under images/ (aetl.grid)."""
+        if self.enabled:
+            img = labelled_grid(rows, row_labels, col_labels, zoom=zoom)
+            info = png_info(row_labels, col_labels)
+            atomic_write(self.images / name, lambda f: img.save(f, format="PNG", pnginfo=info))
 
     def save_image(self, name: str, image: torch.Tensor, zoom: int = 1) -> None:
         """One (C, H, W) image in [0, 1] as a PNG under images/."""
-        if not self.enabled:
-            return
-        array = image.detach().float().cpu().clamp(0, 1).mul(255).round().byte().numpy()
-        img = Image.fromarray(array[0] if array.shape[0] == 1 else np.moveaxis(array, 0, -1))
-        if zoom != 1:
-            img = img.resize((img.width * zoom, img.height * zoom), Image.Resampling.NEAREST)
-        atomic_write(self.images / name, lambda f: img.save(f, format="PNG"))
+        if self.enabled:
+            img = to_pil(image, zoom)
+            atomic_write(self.images / name, lambda f: img.save(f, format="PNG"))
 
 
 def atomic_write(path: Path, write: Callable[[Any], Any]) -> None:

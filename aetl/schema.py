@@ -125,6 +125,7 @@ DOMAIN = {
     "load._target_": STR, "load.root": PATH, "load.provider": STR, "load.seed": SEED, "load.images": ListOf(STR),
     "load.n": Int(1), "load.size": Int(1), "load.scale": Num(0, 1, lo_open=True), "load.name": STR,
     "load.skip_bad": BOOL, "load.n_classes": Int(1), "load.channels": OneOf(1, 3),
+    "extra": ListOf(STR), "load.extra": ListOf(STR),  # crops: the user's pictures beside the bundled ones
 }
 SPLIT = {"n_train": Int(1, nullable=True), "n_val": Int(0), "n_test": Int(1), "labels_per_class": Int(0)}
 STRATEGY = {  # configs/strategy/*.yaml; auto and mixed hold the others under their names
@@ -146,7 +147,7 @@ SPECS: dict[str, Spec] = {
     "data.workers": Int(0, nullable=True),
     "model.latent_channels": Int(1), "model.channels": ListOf(Int(1)), "model.hidden": ListOf(Int(1)),
     "model.width": Int(1), "model.depth": Int(1), "model.blocks": Int(1), "model.norm": OneOf("group", "batch"),
-    "model.code": OneOf("flat", "map"),
+    "model.code": OneOf("flat", "map"), "model.convs": Int(1), "model.upsample": OneOf("resize", "transpose"),
     **{f"strategy.**.{k}": s for k, s in STRATEGY.items()},
     "trainer.device": DEVICE, "trainer.threads": Int(1, nullable=True),
     "trainer.precision": OneOf("auto", "fp32", "bf16"),
@@ -155,7 +156,8 @@ SPECS: dict[str, Spec] = {
     **{f"trainer.{p}.{k}": s for p in ("pretrain", "transfer") for k, s in PHASE.items()},
     "trainer.align.kind": OneOf("none", "coral", "mmd"), "trainer.align.weight": Num(0),
     "app._target_": STR, "app._partial_": BOOL, "app.name": STR, "app.seed": SEED, "app.probe_l2": Num(0),
-    "app.mode": OneOf("noise", "interpolate", "extrapolate", "image"), "app.amount": Int(1), "app.strength": Num(0),
+    "app.mode": OneOf("noise", "interpolate", "extrapolate", "image", "source"),
+    "app.source_per_class": Int(1, nullable=True), "app.levels": Int(1, nullable=True), "app.amount": Int(1), "app.strength": Num(0),
     "app.content": STR, "app.style": STR, "app.method": OneOf("adain", "wct"), "app.alphas": ListOf(Share()),
     "app.size": Int(1, nullable=True), "app.refine_steps": Int(0), "app.style_weight": Num(0),
     "logger.jsonl": MAPPING, "logger.*._target_": STR, "logger.csv.filename": STR, "logger.tensorboard.subdir": STR,
@@ -271,9 +273,11 @@ def _check_margins(data: dict) -> None:
 
 
 def _flatten(key: str, value: Any) -> Iterator[tuple[str, Any]]:
+    """key and value, then each entry's; a domain's `load` (the loader's arguments, mostly
+    interpolations of the keys beside it) last, so that a bad value is named as the user set it."""
     yield key, value
     if isinstance(value, dict):
-        for k, v in value.items():
+        for k, v in sorted(value.items(), key=lambda kv: kv[0] == "load"):
             yield from _flatten(f"{key}.{k}", v)
 
 

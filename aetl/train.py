@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from aetl.data import Pair, Side, frame_shape, load_source, load_target, map_target
 from aetl.distributed import World, join, leave
 from aetl.errors import AetlError, in_multirun, reports_errors
-from aetl.evaluate import Predictor, accuracy, fit_probe, head_predictions, reconstruction_metrics
+from aetl.evaluate import Predictor, accuracy, fit_probe, reconstruction_metrics, source_head
 from aetl.fit import is_open
 from aetl.loop import Loop, Phase
 from aetl.lock import owned
@@ -237,13 +237,6 @@ def evaluate_run(model: AutoEncoder, pair: Pair, cfg: DictConfig, run: Run) -> d
         x = split.batch(slice(0, cfg.n_images))
         run.save_recon_grid(name, x, reconstruction(model, x))
     return metrics
-
-
-def source_head(model: AutoEncoder, pair: Pair) -> Predictor | None:
-    """Mf's own classifier (trained on the source's labels) as a predictor of the target's
-    classes, when the model carries it and every target class is one of the source's."""
-    classes = pair.head_classes()
-    return head_predictions(model, classes) if model.has_head and classes is not None else None
 
 
 def target_predictor(model: AutoEncoder, pair: Pair, probe_l2: float) -> Predictor | None:

@@ -105,16 +105,18 @@ def test_applications_end_to_end(tmp_path):
     out = aetl("train", *TINY, *fconv, "app=style_transfer", *images, "hydra.run.dir=run", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert summary["style_method"] == "adain" and len(summary["style_results"]) == 3
-    assert (tmp_path / "run" / "images" / "style_grid_adain.png").is_file()
+    assert summary["style_method"] == "wct" and summary["style_levels"] == 3 and len(summary["style_results"]) == 3
+    with Image.open(tmp_path / "run" / "images" / "style_grid_wct.png") as grid:
+        assert json.loads(grid.text["columns"]) == ["content", "style", "alpha 0.25", "alpha 0.5", "alpha 1"]
 
-    out = aetl("stylize", "run=run", "content=content.png", "style=style.png", "app.size=null", "app.method=wct",
-               "app.alphas=[1.0]", "app.refine_steps=3", "hydra.run.dir=sty", cwd=tmp_path)
+    out = aetl("stylize", "run=run", "content=content.png", "style=style.png", "app.size=null", "app.method=adain",
+               "app.alphas=[1.0]", "app.levels=1", "app.refine_steps=3", "hydra.run.dir=sty", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
-    with Image.open(tmp_path / "sty" / "images" / "stylized_wct_alpha1.png") as img:
+    with Image.open(tmp_path / "sty" / "images" / "stylized_adain_alpha1.png") as img:
         assert img.size == (21, 17)
     (record,) = json.loads((tmp_path / "sty" / "summary.json").read_text())["style_results"]
-    assert {"content_loss_before", "style_loss_before", "style_loss_after", "seconds", "refine_seconds"} <= set(record)
+    assert {"content_loss_before", "style_loss_before", "style_loss_after", "checkerboard_after", "seconds",
+            "refine_seconds"} <= set(record)
 
     out = aetl("augment", "run=run", "app.mode=noise", "app.amount=2", "hydra.run.dir=aug", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
@@ -124,6 +126,9 @@ def test_applications_end_to_end(tmp_path):
 
     bad = aetl("augment", f"run={tmp_path / 'sty'}", cwd=tmp_path)
     assert bad.returncode == 2 and "is not a finished aetl train run" in bad.stderr and "Traceback" not in bad.stderr
+    bad = aetl("stylize", "run=run", "app.levels=4", "hydra.run.dir=sty4", cwd=tmp_path)
+    assert bad.returncode == 2 and "app.levels must be 1 to 3 for this backbone" in bad.stderr
+    assert not (tmp_path / "sty4" / "images").exists()
 
 
 def test_two_job_sweep_through_the_submitit_local_executor(tmp_path):

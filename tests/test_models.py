@@ -98,3 +98,25 @@ def test_resnet_weights_start_a_wider_resnet():
     assert torch.equal(wide.encoder[0][0].weight[:4], small.encoder[0][0].weight)
     with pytest.raises(AetlError, match="model=resnet needs norm in"):
         ResNetAE((3, 16, 16), norm="layer")
+
+
+def test_fconv_settings_it_cannot_take():
+    from aetl.models.fconv import FullyConvAE
+
+    with pytest.raises(AetlError, match="unknown model.upsample 'bicubic'; choose one of resize, transpose"):
+        FullyConvAE((3, 16, 16), upsample="bicubic")
+    with pytest.raises(AetlError, match="model.convs must be >= 1, got 0"):
+        FullyConvAE((3, 16, 16), convs=0)
+
+
+@pytest.mark.parametrize("upsample", ["resize", "transpose"])
+@pytest.mark.parametrize("convs", [1, 2])
+def test_fconv_codes_are_feature_maps_of_any_divisible_size(upsample, convs):
+    from aetl.models.fconv import FullyConvAE
+
+    model = FullyConvAE((3, 16, 16), latent_channels=5, channels=[4, 8], convs=convs, upsample=upsample).eval()
+    assert model.latent_dim == 5 * 4 * 4
+    x = torch.rand(2, 3, 24, 40)  # not the training size: any multiple of 4 goes
+    out = model(x)
+    assert out.z.shape == (2, 5, 6, 10) and out.recon.shape == x.shape
+    assert 0 <= out.recon.min() and out.recon.max() <= 1

@@ -30,8 +30,9 @@ def test_finetune_run_writes_the_whole_run_dir(make_cfg, tmp_path):
     assert records[-1]["phase"] == "eval" and records[-1]["target_mse"] == summary["target_mse"]
     assert all({"phase", "epoch", "step", "time_s"} <= set(r) for r in records)
     for name in ("recon_source.png", "recon_target.png"):
-        with Image.open(tmp_path / "images" / name) as img:
-            assert img.size == (8 * 16 * 2, 2 * 16 * 2)  # 8 inputs over 8 reconstructions, drawn 2x
+        with Image.open(tmp_path / "images" / name) as img:  # 8 inputs over 8 reconstructions, drawn 2x, padded
+            assert json.loads(img.text["rows"]) == ["input", "reconstruction"]
+            assert img.height == 4 + 2 * (16 * 2 + 4) and img.width > 8 * (16 * 2 + 4)
 
 
 def test_same_config_and_seed_give_the_same_figures(make_cfg, tmp_path):
@@ -71,7 +72,7 @@ def test_style_transfer_brings_the_fully_convolutional_backbone_it_needs(tmp_pat
     assert cfg.model._target_ == "aetl.models.fconv.FullyConvAE"  # no model= given: the app's choice
     summary = train(cfg, tmp_path)
     assert summary["model"] == "FullyConvAE" and len(summary["style_results"]) == 1
-    assert (tmp_path / "images" / "style_grid_adain.png").is_file()
+    assert (tmp_path / "images" / "style_grid_wct.png").is_file()
 
 
 RESNET = ["model=resnet", "model.width=4", "model.depth=2", "model.latent_dim=8"]
@@ -93,4 +94,4 @@ def test_style_transfer_on_the_resnet_feature_map_code(make_cfg, tmp_path):
     summary = train(make_cfg(*RESNET, "model.code=map", "model.latent_channels=4", "strategy=scratch",
                              "app=style_transfer", "app.size=32", "app.alphas=[1.0]"), tmp_path)
     assert summary["model"] == "ResNetAE" and len(summary["style_results"]) == 1
-    assert (tmp_path / "images" / "style_grid_adain.png").is_file()
+    assert (tmp_path / "images" / "style_grid_wct.png").is_file()

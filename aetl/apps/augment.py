@@ -1,13 +1,23 @@
-"""Latent-space data augmentation (DeVries & Taylor, "Dataset augmentation in feature
-space", 2017): new labelled target images made by moving the labelled images' codes
-and decoding them, and what they do to few-label accuracy.
+"""Data augmentation with the transferred AE, and what it does to few-label accuracy.
 
-Modes: `noise` adds Gaussian noise scaled by each code dimension's spread;
-`interpolate` moves a code towards its nearest same-class neighbour, `extrapolate`
-away from it, by a random share up to `strength`; `image` is the classic baseline in
-pixel space (random shifts of up to 2 pixels and Gaussian pixel noise). The linear
-probe is then fitted with and without the new images on the same labelled split and
-scored on the same test split.
+Modes on the labelled target images (DeVries & Taylor, "Dataset augmentation in
+feature space", 2017): `noise` adds Gaussian noise scaled by each code dimension's
+spread; `interpolate` moves a code towards its nearest labelled neighbour of the same
+class, `extrapolate` away from it, by a random share up to `strength` (a class with
+one labelled image takes the nearest image of another class as its neighbour and
+moves at most half as far, so the new code stays on its own side of the midpoint);
+`image` is the classic baseline in pixel space (random shifts of up to 2 pixels and
+Gaussian pixel noise).
+
+`source` is the method's own recipe: labelled *source* images, given random shifts
+(and `strength` x pixel noise), are encoded by the AE transferred to T, their codes'
+per-dimension mean and std moved to those of T's training images' codes (labelled or
+not: AdaIN between the domains, where style transfer does it between images), and
+decoded, so they take on T's look; they join the labelled set with their source
+labels (the classes must be the target's). It works with no target labels at all.
+
+The linear probe is then fitted with and without the new images on the same
+labelled split and scored on the same validation and test splits.
 """
 
 from __future__ import annotations
@@ -16,24 +26,28 @@ import io
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
+from aetl.data import Pair, Split
 from aetl.errors import AetlError
-from aetl.evaluate import accuracy, fit_probe
+from aetl.evaluate import accuracy, fit_probe, source_head
 from aetl.models import AutoEncoder
 
-MODES = ("noise", "interpolate", "extrapolate", "image")
+MODES = ("noise", "interpolate", "extrapolate", "image", "source")
 
 
-def neighbours(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """For each code, the index of its nearest other code of the same class."""
+def neighbours(z: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each code, the index of its nearest other code of the same class, or of any
+    class when its class has no other; and whether that neighbour is of another class."""
+    if len(z) < 2:
+        raise AetlError("interpolate and extrapolate need at least 2 labelled images; "
+                        "raise data.target.labels_per_class or use app.mode=noise or source")
     flat = z.flatten(1)
     dist = torch.cdist(flat, flat)
     dist.fill_diagonal_(float("inf"))
-    dist[y[:, None] != y[None, :]] = float("inf")
-    if torch.isinf(dist.min(1).values).any():
-        raise AetlError("interpolate and extrapolate need at least 2 labelled images per class; "
-                        "raise data.target.labels_per_class or use app.mode=noise")
-    return dist.argmin(1)
+    same = torch.where(y[:, None] == y[None, :], dist, torch.full_like(dist, float("inf")))
+    alone = torch.isinf(same.min(1).values)
+    return torch.where(alone, dist.argmin(1), same.argmin(1)), alone
 
 
 def move_codes(z: torch.Tensor, y: torch.Tensor, mode: str, amount: int, strength: float,
@@ -43,62 +57,138 @@ def move_codes(z: torch.Tensor, y: torch.Tensor, mode: str, amount: int, strengt
     if mode == "noise":
         spread = z.std(0, unbiased=False, keepdim=True) if len(z) > 1 else z.abs().mean().expand_as(z[:1])
         return z_rep + strength * spread * torch.randn(z_rep.shape, generator=gen, device=z.device), y_rep
-    other = z[neighbours(z, y)].repeat(amount, *[1] * (z.dim() - 1))
-    share = strength * torch.rand((len(z_rep),) + (1,) * (z.dim() - 1), generator=gen, device=z.device)
+    index, alone = neighbours(z, y)
+    other = z[index].repeat(amount, *[1] * (z.dim() - 1))
+    reach = torch.where(alone, 0.5, 1.0).repeat(amount).view(-1, *[1] * (z.dim() - 1))
+    share = strength * reach * torch.rand((len(z_rep),) + (1,) * (z.dim() - 1), generator=gen, device=z.device)
     step = other - z_rep if mode == "interpolate" else z_rep - other
     return z_rep + share * step, y_rep
 
 
 def move_pixels(x: torch.Tensor, y: torch.Tensor, amount: int, strength: float,
                 gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """The image-space baseline: each copy shifted by up to 2 pixels, plus pixel noise."""
-    out = []
-    for _ in range(amount):
-        dy, dx = (int(v) for v in torch.randint(-2, 3, (2,), generator=gen))
-        shifted = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
-        noise = strength * 0.1 * torch.randn(shifted.shape, generator=gen, device=x.device)
-        out.append((shifted + noise).clamp(0, 1))
-    return torch.cat(out), y.repeat(amount)
+    """The image-space augmentation: `amount` copies of each image, each shifted by its own
+    random offset of up to 2 pixels (edges repeated), plus Gaussian pixel noise."""
+    x_rep = x.repeat(amount, 1, 1, 1)
+    h, w = x.shape[2:]
+    padded = F.pad(x_rep, (2, 2, 2, 2), mode="replicate")
+    offsets = torch.randint(0, 5, (len(x_rep), 2), generator=gen, device=x.device)
+    out = torch.empty_like(x_rep)
+    for dy in range(5):  # 25 offsets: one slice each, not one per image
+        for dx in range(5):
+            pick = (offsets[:, 0] == dy) & (offsets[:, 1] == dx)
+            out[pick] = padded[pick, :, dy:dy + h, dx:dx + w]
+    noise = strength * 0.1 * torch.randn(out.shape, generator=gen, device=x.device)
+    return (out + noise).clamp(0, 1), y.repeat(amount)
 
 
 @torch.no_grad()
 def augment(model: AutoEncoder, x: torch.Tensor, y: torch.Tensor, mode: str, amount: int, strength: float,
-            seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """New labelled images made from (x, y) by `mode`."""
+            seed: int, target: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """New labelled images made from (x, y) by `mode`; for `source`, x are source images and
+    target the target's training images, whose code statistics the new images take."""
     if mode not in MODES:
         raise AetlError(f"unknown augment mode {mode!r}; choose one of {', '.join(MODES)}")
     if amount < 1 or strength < 0:
         raise AetlError(f"augment needs amount >= 1 and strength >= 0, got {amount} and {strength}")
     gen = torch.Generator(device=x.device).manual_seed(seed)
+    model.eval()
     if mode == "image":
         return move_pixels(x, y, amount, strength, gen)
-    model.eval()
+    if mode == "source":
+        if target is None or not len(target):
+            raise AetlError("app.mode=source needs the target's training images")
+        moved, new_y = move_pixels(x, y, amount, strength, gen)
+        z = restyled(encoded(model, moved), encoded(model, target))
+        return decoded(model, z), new_y
     z, z_y = move_codes(model.encode(x), y, mode, amount, strength, gen)
-    return torch.cat([model.decode(chunk) for chunk in z.split(1024)]), z_y
+    return decoded(model, z), z_y
 
 
-def run_app(model: AutoEncoder, run, pair=None, mode: str = "interpolate", amount: int = 5, strength: float = 0.5,
-            seed: int = 0, probe_l2: float = 1e-3, **_: object) -> dict:
-    """Augment the labelled target images; write the .npz and a grid; score the probe with and without."""
+def encoded(model: AutoEncoder, x: torch.Tensor) -> torch.Tensor:
+    return torch.cat([model.encode(chunk) for chunk in x.split(1024)])
+
+
+def decoded(model: AutoEncoder, z: torch.Tensor) -> torch.Tensor:
+    return torch.cat([model.decode(chunk) for chunk in z.split(1024)])
+
+
+def restyled(z: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """z with each code dimension's mean and std over the batch set to reference's."""
+    mean, std = z.mean(0, keepdim=True), z.std(0, unbiased=False, keepdim=True).clamp_min(1e-6)
+    return (z - mean) / std * reference.std(0, unbiased=False, keepdim=True) + reference.mean(0, keepdim=True)
+
+
+def source_sample(pair: Pair, per_class: int | None, seed: int) -> Split:
+    """per_class labelled source training images of each target class (None: all), drawn with
+    seed and labelled with the target's class index (the classes are matched by name, as for
+    the source head: mnist -> digits, 0-9)."""
+    head = pair.head_classes()
+    if head is None:
+        raise AetlError(f"app.mode=source needs a source whose classes are the target's: {pair.source.name} "
+                        f"has {_names(pair.source.classes)}, {pair.target.name} has {_names(pair.target.classes)}; "
+                        "use another augment mode")
+    if per_class is not None and per_class < 1:
+        raise AetlError(f"app.source_per_class must be >= 1 (or null: every source image), got {per_class}")
+    y = pair.source.train.y.cpu()
+    gen = torch.Generator().manual_seed(seed)
+    picks = [torch.nonzero(y == s).flatten()[torch.randperm(int((y == s).sum()), generator=gen)[:per_class]]
+             for s in head.tolist()]
+    index = torch.cat(picks)
+    labels = torch.cat([torch.full((len(p),), c) for c, p in enumerate(picks)]).to(pair.source.train.device)
+    return Split(pair.source.train.pixels(index.to(pair.source.train.device)), labels)
+
+
+def _names(classes: list[str]) -> str:
+    return f"{len(classes)} classes ({', '.join(classes[:4])}{', ...' if len(classes) > 4 else ''})"
+
+
+def run_app(model: AutoEncoder, run, pair: Pair | None = None, mode: str = "interpolate", amount: int = 5,
+            strength: float = 0.5, source_per_class: int | None = None, seed: int = 0, probe_l2: float = 1e-3,
+            **_: object) -> dict:
+    """Augment; write the .npz and a grid; score the probe with and without the new images."""
     if pair is None:
         raise AetlError("augmentation needs the run's target data")
     labelled = pair.target.train.labelled()
-    if not len(labelled):
-        raise AetlError("augmentation needs labelled target images; set data.target.labels_per_class >= 1")
-    new_x, new_y = augment(model, labelled.x, labelled.y, mode, amount, strength, seed)
+    if mode == "source":
+        base = source_sample(pair, source_per_class, seed)
+    elif not len(labelled):
+        raise AetlError("augmentation needs labelled target images; set data.target.labels_per_class >= 1 "
+                        "or use app.mode=source")
+    else:
+        base = labelled
+    new_x, new_y = augment(model, base.x, base.y, mode, amount, strength, seed, target=pair.target.train.x)
     n_classes = len(pair.target.classes)
-    without = fit_probe(model, labelled.x, labelled.y, n_classes, probe_l2)
+    if len(labelled):
+        without = fit_probe(model, labelled.x, labelled.y, n_classes, probe_l2)
+    else:  # as aetl train scores a run with no target labels: Mf's own classifier, if it has one
+        without = source_head(model, pair)
     with_aug = fit_probe(model, torch.cat([labelled.x, new_x]), torch.cat([labelled.y, new_y]), n_classes, probe_l2)
     images = (new_x.clamp(0, 1) * 255).round().byte().cpu().numpy()
     buffer = io.BytesIO()
     np.savez_compressed(buffer, images=images, labels=new_y.cpu().numpy())
     run.save_bytes("augmented.npz", buffer.getvalue())
-    show = min(8, len(labelled))
-    run.save_recon_grid(f"augment_{mode}.png", labelled.x[:show], new_x[:show])
+    save_grid(run, mode, base, new_x, amount, pair.target.classes)
     result = {"augment_mode": mode, "augment_amount": amount, "augment_strength": strength,
               "n_augmented": len(new_x), "target_acc": accuracy(without, pair.target.test),
               "target_acc_augmented": accuracy(with_aug, pair.target.test),
               "target_val_acc": accuracy(without, pair.target.val),
               "target_val_acc_augmented": accuracy(with_aug, pair.target.val)}
+    if mode == "source":
+        result["augment_source_per_class"] = source_per_class
     run.log_metrics("augment", **result)
     return result
+
+
+def save_grid(run, mode: str, base: Split, new_x: torch.Tensor, amount: int, classes: list[str]) -> None:
+    """images/augment_<mode>.png: up to 8 originals (one of each class first), one column each,
+    over up to 3 of their new images (new_x holds `amount` copies of base, copy after copy)."""
+    y = base.y.tolist()
+    firsts = [y.index(c) for c in dict.fromkeys(y)]
+    show = (firsts + [i for i in range(len(y)) if i not in firsts])[:8]
+    copies = min(3, amount)
+    rows = [[base.x[i] for i in show]] + [[new_x[k * len(base) + i] for i in show] for k in range(copies)]
+    made = "decoded by T's AE" if mode == "source" else "new"
+    labels = ["source" if mode == "source" else "original"] + [made if copies == 1 else f"{made} {k + 1}"
+                                                               for k in range(copies)]
+    run.save_grid(f"augment_{mode}.png", rows, labels, [f"class {classes[y[i]]}" for i in show], zoom=2)

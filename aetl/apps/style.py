@@ -1,11 +1,14 @@
 """Style transfer in the feature space of a transferred fully convolutional AE.
 
-Feed-forward: encode the content and the style image, move the content's code
+Feed-forward: encode the content and the style image, move the content's feature
 statistics to the style's (AdaIN: per-channel mean and std, Huang & Belongie 2017;
-WCT: the whole channel covariance, Li et al. 2017), blend with the content code by
-`alpha`, decode. Optional refinement: L-BFGS on the output pixels, minimising a
-content loss on the code plus a style loss (Gram matrices of encoder features at
-every depth, Gatys et al. 2016), starting from the feed-forward result.
+WCT: the whole channel covariance, Li et al. 2017), blend with the content's features
+by `alpha`, decode. Over several `levels` this is Li et al.'s cascade ("Universal style
+transfer via feature transforms", 2017): first at the code, then, on the decoded
+result, at ever shallower depths of the encoder (each pass transforms one depth,
+encodes on to the code and decodes), coarse statistics first, fine ones last. Then,
+optionally, `refine_steps` of L-BFGS on the result's code against the content loss
+plus alpha x `style_weight` x the Gram style loss (aetl.apps.refine).
 """
 
 from __future__ import annotations
@@ -14,7 +17,10 @@ import time
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
+from aetl.apps.checkerboard import checkerboard
+from aetl.apps.refine import StyleLoss, refine
 from aetl.errors import AetlError
 from aetl.models import AutoEncoder
 
@@ -47,86 +53,72 @@ def wct(content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
 TRANSFORMS = {"adain": adain, "wct": wct}
 
 
-def features(model: AutoEncoder, x: torch.Tensor) -> list[torch.Tensor]:
-    """The encoder's feature maps after every ReLU, and its code, shallow to deep."""
-    maps = []
+def depths(model: AutoEncoder) -> int:
+    """How many depths the cascade can visit: the code and every ReLU of the encoder."""
+    return 1 + sum(isinstance(layer, nn.ReLU) for layer in model.encoder)
+
+
+def encode_moved(model: AutoEncoder, x: torch.Tensor, depth: int, move) -> torch.Tensor:
+    """x's code, its features at `depth` (0: the code, 1: the last ReLU, ...) replaced by move(features)."""
+    target = depths(model) - 1 - depth  # counted from the shallowest ReLU
+    seen = 0
     for layer in model.encoder:
         x = layer(x)
-        if isinstance(layer, torch.nn.ReLU):
-            maps.append(x)
-    return [*maps, x]
+        if isinstance(layer, nn.ReLU):
+            x = move(x) if seen == target else x
+            seen += 1
+    return move(x) if depth == 0 else x
 
 
-def gram(f: torch.Tensor) -> torch.Tensor:
-    n, c, h, w = f.shape
-    flat = f.reshape(n, c, h * w)
-    return flat @ flat.transpose(1, 2) / (c * h * w)
+def encoded_to(model: AutoEncoder, x: torch.Tensor, depth: int) -> torch.Tensor:
+    """x's encoder features at depth (0: the code)."""
+    found = []
+
+    def keep(f: torch.Tensor) -> torch.Tensor:
+        found.append(f)
+        return f
+
+    encode_moved(model, x, depth, keep)
+    return found[0]
 
 
-def style_loss(model: AutoEncoder, x: torch.Tensor, style_grams: list[torch.Tensor]) -> torch.Tensor:
-    return sum(F.mse_loss(gram(f), g, reduction="sum") for f, g in zip(features(model, x), style_grams))
+@torch.no_grad()
+def stylize(model: AutoEncoder, content: torch.Tensor, style: torch.Tensor, method: str = "wct",
+            alpha: float = 1.0, levels: int | None = None) -> torch.Tensor:
+    """(1, C, H, W) content and style images -> the stylised image, (1, C, H, W) like content.
+    levels: how many depths the cascade visits, deepest first (None: all of them)."""
+    levels = depths(model) if levels is None else levels
+    check(model, method, alpha, levels)
+    h, w = content.shape[2:]
+    factor = getattr(model, "factor", 1)
+    x, style = padded(content, factor), padded(style, factor)
+    for depth in range(levels):
+        target = encoded_to(model, style, depth)
+
+        def move(f: torch.Tensor) -> torch.Tensor:
+            return alpha * TRANSFORMS[method](f, target) + (1 - alpha) * f
+
+        x = model.decode(encode_moved(model, x, depth, move))
+    return x[:, :, :h, :w]
 
 
-def _padded(x: torch.Tensor, factor: int) -> torch.Tensor:
+def padded(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """x reflected out at the bottom and right to a multiple of factor (a backbone's stride)."""
     h, w = x.shape[2:]
     ph, pw = (-h) % factor, (-w) % factor
     return F.pad(x, (0, pw, 0, ph), mode="reflect") if ph or pw else x
 
 
-def stylize(model: AutoEncoder, content: torch.Tensor, style: torch.Tensor, method: str = "adain",
-            alpha: float = 1.0) -> torch.Tensor:
-    """(1, C, H, W) content and style images -> the stylised image, (1, C, H, W) like content."""
+def check(model: AutoEncoder, method: str, alpha: float, levels: int) -> None:
     if model.flat_code:
         raise AetlError(f"style transfer needs a fully convolutional backbone (model=fconv), not {type(model).__name__}")
     if method not in TRANSFORMS:
-        raise AetlError(f"unknown style method {method!r}; choose {' or '.join(TRANSFORMS)}")
+        raise AetlError(f"unknown app.method {method!r}; choose {' or '.join(TRANSFORMS)}")
     if not 0 <= alpha <= 1:
-        raise AetlError(f"alpha must be in [0, 1], got {alpha}")
-    h, w = content.shape[2:]
-    factor = getattr(model, "factor", 1)
-    with torch.no_grad():
-        zc = model.encode(_padded(content, factor))
-        zs = model.encode(_padded(style, factor))
-        z = alpha * TRANSFORMS[method](zc, zs) + (1 - alpha) * zc
-        return model.decode(z)[:, :, :h, :w]
-
-
-def refine(model: AutoEncoder, start: torch.Tensor, content: torch.Tensor, style: torch.Tensor, steps: int,
-           style_weight: float = 1.0) -> torch.Tensor:
-    """L-BFGS on the pixels of start: content loss on the code + style_weight x Gram style loss."""
-    factor = getattr(model, "factor", 1)
-    with torch.no_grad():
-        target_code = model.encode(_padded(content, factor))
-        grams = [gram(f) for f in features(model, _padded(style, factor))]
-    image = start.detach().clone().requires_grad_(True)
-    opt = torch.optim.LBFGS([image], max_iter=steps, line_search_fn="strong_wolfe")
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        x = _padded(image.clamp(0, 1), factor)
-        loss = F.mse_loss(model.encode(x), target_code) + style_weight * style_loss(model, x, grams)
-        loss.backward()
-        return loss
-
-    model.requires_grad_(False)
-    opt.step(closure)
-    return image.detach().clamp(0, 1)
-
-
-@torch.no_grad()
-def losses(model: AutoEncoder, x: torch.Tensor, content: torch.Tensor, style: torch.Tensor) -> dict[str, float]:
-    """The content loss (code MSE) and the style loss (Gram distance) of an output image."""
-    factor = getattr(model, "factor", 1)
-    grams = [gram(f) for f in features(model, _padded(style, factor))]
-    x = _padded(x, factor)
-    return {"content_loss": F.mse_loss(model.encode(x), model.encode(_padded(content, factor))).item(),
-            "style_loss": style_loss(model, x, grams).item()}
-
-
-def timed(fn, *args, **kwargs) -> tuple[torch.Tensor, float]:
-    started = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return out, time.perf_counter() - started
+        raise AetlError(f"app.alphas must lie in [0, 1] (0: the content's reconstruction, 1: full style), got {alpha}")
+    if not 1 <= levels <= depths(model):
+        raise AetlError(f"app.levels must be 1 to {depths(model)} for this backbone (the code and each of its "
+                        f"encoder's depths), got {levels}")
 
 
 def load_image(name: str, size: int | None, channels: int, device: torch.device) -> torch.Tensor:
@@ -147,28 +139,47 @@ def load_image(name: str, size: int | None, channels: int, device: torch.device)
     return to_channels(x, channels).to(device)
 
 
-def run_app(model: AutoEncoder, run, content: str, style: str, method: str = "adain",
-            alphas: tuple[float, ...] = (0.5, 1.0), size: int | None = 256, refine_steps: int = 0,
-            style_weight: float = 1.0, **_: object) -> dict:
-    """Stylise content with style at each alpha; write the PNGs and the grid into run.images."""
+def run_app(model: AutoEncoder, run, content: str, style: str, method: str = "wct",
+            alphas: tuple[float, ...] = (0.25, 0.5, 1.0), levels: int | None = None, size: int | None = 256,
+            refine_steps: int = 0, style_weight: float = 10.0, **_: object) -> dict:
+    """Stylise content with style at each alpha; write the PNGs, the grid and the losses."""
     model.eval()
     device = next(model.parameters()).device
-    channels = model.in_shape[0]
-    x_content = load_image(content, size, channels, device)
-    x_style = load_image(style, size, channels, device)
-    results, panels = [], [x_content, F.interpolate(x_style, size=x_content.shape[2:], mode="bilinear")]
+    x_content = load_image(content, size, model.in_shape[0], device)
+    x_style = load_image(style, size, model.in_shape[0], device)
+    if not alphas:
+        raise AetlError("app.alphas is empty; give at least one, e.g. app.alphas=[0.5,1.0]")
+    levels = depths(model) if levels is None else levels
+    for alpha in alphas:  # every setting checked before anything is written
+        check(model, method, alpha, levels)
+    h, w = x_content.shape[2:]
+    factor = getattr(model, "factor", 1)
+    loss = StyleLoss(model, padded(x_content, factor), padded(x_style, factor))
+
+    def measured(x: torch.Tensor, when: str) -> dict[str, float]:
+        values = {**loss.values(padded(x, factor)), "checkerboard": checkerboard(x, x_content)}
+        return {f"{k}_{when}": v for k, v in values.items()}
+
+    results, fed, refined = [], [], []
     for alpha in alphas:
-        out, seconds = timed(stylize, model, x_content, x_style, method, alpha)
-        record = {"alpha": alpha, "seconds": seconds, **{f"{k}_before": v for k, v in
-                                                         losses(model, out, x_content, x_style).items()}}
+        started = time.perf_counter()
+        out = stylize(model, x_content, x_style, method, alpha, levels)
+        record = {"alpha": alpha, "seconds": time.perf_counter() - started, **measured(out, "before")}
+        fed.append(out[0])
         if refine_steps > 0:
-            out, record["refine_seconds"] = timed(refine, model, out, x_content, x_style, refine_steps, style_weight)
-        record.update({f"{k}_after": v for k, v in losses(model, out, x_content, x_style).items()})
+            polished = refine(model, padded(out, factor), loss, refine_steps, alpha * style_weight)
+            out = polished.image[:, :, :h, :w]
+            record["refine_seconds"] = polished.seconds
+            refined.append(out[0])
+        record.update(measured(out, "after"))
         run.save_image(f"stylized_{method}_alpha{alpha:g}.png", out[0])
         run.log_metrics("stylize", **record)
         results.append(record)
-        panels.append(out)
-    run.save_image(f"style_grid_{method}.png", torch.cat(panels, dim=3)[0])
-    return {"style_method": method, "style_content": content, "style_image": style,
+    shown_style = F.interpolate(x_style, size=(h, w), mode="bilinear", antialias=True)[0]
+    rows = [[x_content[0], shown_style, *fed]] + ([[x_content[0], shown_style, *refined]] if refined else [])
+    run.save_grid(f"style_grid_{method}.png", rows,
+                  ["feed-forward", f"+ {refine_steps} L-BFGS steps"] if refined else [],
+                  ["content", "style", *(f"alpha {a:g}" for a in alphas)])
+    return {"style_method": method, "style_levels": levels, "style_content": content, "style_image": style,
             "style_seconds_per_image": sum(r["seconds"] for r in results) / len(results),
             "style_results": results}

@@ -1,7 +1,8 @@
 """Random square crops of whole images: the `photos` and `textures` domains.
 
-`images` names bundled images (`skimage:astronaut`, `sklearn:china.jpg`) or image
-files; each crop's label is the index of the image it came from. The crops are
+`images` names bundled images (`skimage:astronaut`, `sklearn:china.jpg`), image
+files or folders of them (each image in a folder counts as one); each crop's label is
+the index of the image it came from. The crops are
 drawn with `seed`: a seed always gives the same crops. Licences of the bundled
 images: docs/images.md.
 """
@@ -42,10 +43,11 @@ def read_image(name: str) -> np.ndarray:
 
 
 def load(images: Sequence[str], n: int = 1000, size: int = 32, scale: float = 1.0, seed: int = 0,
-         name: str = "crops") -> Domain:
-    """n crops of size x size pixels, spread evenly over the images; `scale` < 1 shrinks
-    each image first, so a crop covers more of the scene."""
+         name: str = "crops", extra: Sequence[str] = ()) -> Domain:
+    """n crops of size x size pixels, spread evenly over the images and the `extra` ones;
+    `scale` < 1 shrinks each image first, so a crop covers more of the scene."""
     rng = np.random.default_rng(seed)
+    images = expand_folders([*images, *extra])
     sources = []
     for image in images:
         img = to_uint8(read_image(image))
@@ -60,6 +62,23 @@ def load(images: Sequence[str], n: int = 1000, size: int = 32, scale: float = 1.
     crops = random_crops(sources, labels, size, rng)
     classes = [Path(image.partition(":")[2] or image).stem for image in images]
     return Domain(name, crops, labels.astype(np.int64), classes)
+
+
+def expand_folders(images: Sequence[str]) -> list[str]:
+    """images with each folder replaced by the image files in it, sorted by name."""
+    from aetl.domains.folder import EXTENSIONS
+
+    out = []
+    for image in images:
+        folder = Path(str(image)).expanduser()
+        if not folder.is_dir():
+            out.append(str(image))
+            continue
+        files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in EXTENSIONS)
+        if not files:
+            raise AetlError(f"no images in {folder} (looked for {', '.join(sorted(EXTENSIONS))}); add images or fix the path")
+        out += [str(p) for p in files]
+    return out
 
 
 def random_crops(pool: list[np.ndarray], which: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:

@@ -1,0 +1,71 @@
+"""The augmentation table of docs/results.md: target accuracy by mode, label budget and pair.
+
+    python scripts/augment_table.py multirun/augment        # every aetl augment run under the dir
+
+Reads each `aetl augment` run's summary.json; `none` is the probe without new images
+(with 0 labels: the source model's own classifier). Prints two Markdown tables, test
+and validation accuracy (what tuning reads): mean ± std over seeds, and each mode's
+gain over `none` in points.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+MODES = ["none", "noise", "interpolate", "extrapolate", "image", "source"]
+
+
+def pm(values: list[float]) -> str:
+    if not values:
+        return "n/a"
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{100 * statistics.fmean(values):.1f} ± {100 * std:.1f}"
+
+
+def collect(root: Path) -> dict[tuple, dict[str, dict[str, list[float]]]]:
+    """(pair, labels per class) -> mode -> {"test": [...], "val": [...], "seeds": [...]}."""
+    table: dict[tuple, dict] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    for path in sorted(root.rglob("summary.json")):
+        s = json.loads(path.read_text())
+        if "augment_mode" not in s:
+            continue
+        cell = table[(f"{s['source']} → {s['target']}", s["labels_per_class"])]
+        if s["seed"] not in cell["none"]["seeds"] and s["target_acc"] is not None:
+            cell["none"]["seeds"].append(s["seed"])
+            cell["none"]["test"].append(s["target_acc"])
+            cell["none"]["val"].append(s["target_val_acc"])
+        mode = cell[s["augment_mode"]]
+        mode["seeds"].append(s["seed"])
+        mode["test"].append(s["target_acc_augmented"])
+        mode["val"].append(s["target_val_acc_augmented"])
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dirs", nargs="+", type=Path)
+    args = parser.parse_args()
+    table: dict = {}
+    for root in args.dirs:
+        table.update(collect(root))
+    for split, title in (("test", "test accuracy %"), ("val", "validation accuracy % (what tuning read)")):
+        print(f"\n{title}, mean ± std over seeds (gain over none in points)\n")
+        print("| pair | labels/class | " + " | ".join(MODES) + " |")
+        print("|---|---|" + "---|" * len(MODES))
+        for (pair, labels), cell in sorted(table.items()):
+            base = statistics.fmean(cell["none"][split]) if cell["none"][split] else None
+            row = []
+            for mode in MODES:
+                values = cell[mode][split] if mode in cell else []
+                gain = "" if mode == "none" or base is None or not values else \
+                    f" ({100 * (statistics.fmean(values) - base):+.1f})"
+                row.append(pm(values) + gain if values else "n/a")
+            print(f"| {pair} | {labels} | " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main()
