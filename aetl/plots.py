@@ -188,6 +188,17 @@ def _curves(rows: list[tuple[dict, dict[int, float]]], path: Path) -> Path | Non
     return _save(fig, path, "target validation MSE during transfer (mean over seeds)", legend)
 
 
+MADE_FROM = {"image": "pixels", "source": "source images"}  # every other mode moves codes
+
+
+def _mode_label(variant: str) -> str:
+    """'app.amount=1 augment=source' -> the mode, what it works on, then its other settings."""
+    words = variant.split()
+    mode = next((w.removeprefix("augment=") for w in words if w.startswith("augment=")), variant)
+    rest = [w.removeprefix("app.") for w in words if not w.startswith("augment=")]
+    return "\n".join([mode, f"({MADE_FROM.get(mode, 'codes')})", *rest])
+
+
 def _augmentation(rows: list[dict], path: Path) -> Path | None:
     if not rows:
         return None
@@ -203,8 +214,7 @@ def _augmentation(rows: list[dict], path: Path) -> Path | None:
                           yerr=[r[f"{key}_std"] * 100 for r in panel], capsize=3, color=colour, label=label)
             ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=2)
             legend.setdefault(label, bars.patches[0])
-        modes = [r["variant"].removeprefix("augment=") for r in panel]
-        ax.set_xticks(list(x), [f"{m}\n(pixels)" if m == "image" else f"{m}\n(codes)" for m in modes])
+        ax.set_xticks(list(x), [_mode_label(r["variant"]) for r in panel], fontsize=8)
         ax.set(title=f"{src} → {tgt}, {strategy}\n{n} target images, {lpc} labels/class",
                xlabel="augmentation mode", ylabel="target test accuracy (%)", ylim=(0, 105))
         ax.grid(alpha=0.3, axis="y")

@@ -67,6 +67,16 @@ def test_an_inverted_target_is_detected(mf):
     assert choice.scores["resize"] > 10 * choice.scores[choice.fit.label()]
 
 
+def test_images_mf_cannot_explain_under_any_mapping_are_kept_as_they_are(mf):
+    """Smooth random blobs: no geometry or tone makes them strokes; the lowest score would
+    still pick some mapping, but none lets Mf explain half their variance."""
+    blobs = F.interpolate(torch.rand(200, 1, 4, 4, generator=torch.Generator().manual_seed(5)), size=SIZE,
+                          mode="bilinear", align_corners=False)
+    choice = choose(mf, blobs)
+    assert min(choice.scores.values()) > 0.5 and len(choice.scores) == 21  # every candidate scored and recorded
+    assert choice.fit.label() == "resize"  # the simplest: as they are
+
+
 def test_off_centre_content_is_cropped(mf):
     small = strokes(200, BOX, 3)
     corner = F.pad(small, (0, 14, 0, 14))  # in the top-left corner of a 24x24 canvas
