@@ -4,11 +4,12 @@ Each candidate source (a domain name in `sources`, composed as `data/source=NAME
 command's other overrides, or a source-model checkpoint in `models`) gives a source model
 Mf: from the cache when it is there, else pretrained once (and cached). Each Mf is then
 scored on the target's *training* images with forward passes only (aetl.transferability):
-the target's fit is chosen with it as `aetl train` would choose it, the fraction of the
-target's variance it leaves unexplained is set against a PCA model of the target's own
-images (`headroom`), and, when target labels exist, LogME scores its codes of the labelled
-images. The table goes to stdout, rank.json and rank.csv to the run dir, and one line
-says which source to use and whether transfer should help at all.
+the target's fit is chosen with it as `aetl train` would choose it (its score is the
+zero-shot column), and, when target labels exist, LogME scores its codes of the labelled
+images against the target's own PCA codes. Sources are ranked by that LogME gain; the
+verdict says "helps" or "hurts" only when the gain is at least two standard errors from 0,
+and otherwise leaves the call to `strategy=auto`. The table goes to stdout, rank.json and
+rank.csv to the run dir.
 """
 
 from __future__ import annotations
@@ -40,12 +41,13 @@ from aetl.rundir import Run, load_checkpoint, register_resolvers
 from aetl.schema import check_config
 from aetl.strategies import load_weights
 from aetl.train import pick_device
-from aetl.transferability import held_out, logme, mf_features, pca_features, zero_shot
+from aetl.transferability import encode, logme, logme_gain, pca_codes, zero_shot
 
 log = logging.getLogger(__name__)
 register_resolvers()
-COLUMNS = ["source", "fit", "zero_shot", "domain_gap", "mf_unexplained", "pca_unexplained", "headroom", "logme", "logme_pca",
-           "mf_s", "score_s"]
+COLUMNS = ["source", "fit", "zero_shot", "domain_gap", "logme", "logme_pca", "logme_gain", "logme_gain_se", "mf_s",
+           "score_s"]
+DECISIVE = 2.0  # standard errors the LogME gain must be from 0 for a verdict of helps or hurts
 
 
 @hydra.main(version_base="1.3", config_path="pkg://aetl.configs", config_name="rank")
@@ -84,7 +86,7 @@ def rank(cfg: DictConfig, out_dir: Path, overrides: list[str], composer=compose_
         started = time.perf_counter()
         mf, reference = _checkpoint_mf(str(path), frame_shape(cfg.data), device)
         rows.append(score(str(path), mf, reference, target, cfg, time.perf_counter() - started))
-    rows.sort(key=lambda r: -r["headroom"] if not math.isnan(r["headroom"]) else math.inf)
+    rows.sort(key=lambda r: -r["logme_gain"] if r["logme_gain"] is not None else r["zero_shot"])
     verdict = recommend(rows)
     result = {"target": target.domain.name, "n_target_train": len(target.train),
               "n_target_labelled": int((target.train_labels >= 0).sum()), "sources": rows, "recommendation": verdict}
@@ -104,42 +106,45 @@ def score(name: str, mf: AutoEncoder, reference: Levels, target: Unmapped, cfg: 
     x = target.train_images()
     choice = target_fit(x, cfg.data.target, size, channels, mf, reference)
     fit = choice.fit
-    framed = fit_images(x, size, channels, fit)
     alike = choice.scores.get(fit.label()) or zero_shot(mf, x, size, channels, fit)  # (chosen: scored already)
-    codes = mf_features(mf, framed)
-    everyone = torch.ones(len(x), dtype=torch.bool)
-    k = codes(everyone, everyone)[0].shape[1]  # PCA gets as many components as Mf's code has entries
-    mine = held_out(codes, x, framed, fit)
-    theirs = held_out(pca_features(framed, k), x, framed, fit)
     row = {"source": name, "fit": fit.label(), "zero_shot": round(alike, 4),
            "domain_gap": round(alike / own, 3) if own else None,
-           "mf_unexplained": round(mine, 4), "pca_unexplained": round(theirs, 4),
-           "headroom": round(math.log(theirs / mine), 4), "logme": None, "logme_pca": None}
+           "logme": None, "logme_pca": None, "logme_gain": None, "logme_gain_se": None}
     labelled = torch.from_numpy(target.train_labels >= 0)
     y = torch.from_numpy(target.train_labels)[labelled]
     if len(y.unique()) > 1:
-        row["logme"] = round(logme(codes(everyone, labelled)[1], y), 4)
-        row["logme_pca"] = round(logme(pca_features(framed, k)(everyone, labelled)[1], y), 4)
+        framed = fit_images(x, size, channels, fit)
+        codes = encode(mf, framed)
+        own_codes = pca_codes(framed, codes.shape[1])  # as many components as Mf's code has entries
+        gain, se = logme_gain(codes[labelled], own_codes[labelled], y, seed=cfg.seed)
+        row.update(logme=round(logme(codes[labelled], y), 4), logme_pca=round(logme(own_codes[labelled], y), 4),
+                   logme_gain=round(gain, 4), logme_gain_se=round(se, 4))
     row.update(mf_s=round(mf_s, 3), score_s=round(time.perf_counter() - started, 3))
     log.info("%s: %s", name, ", ".join(f"{k} {v}" for k, v in row.items() if k != "source"))
     return row
 
 
 def recommend(rows: list[dict]) -> str:
-    """The one-line verdict: the source with the most headroom, and whether it should help."""
+    """The one-line verdict on the best-ranked source: helps, hurts, or too close to call."""
     if not rows:
         return "no source to rank"
     best = rows[0]
-    gap = (f"a decoder fitted to the target's images on {best['source']}'s codes leaves {best['mf_unexplained']:.3f} "
-           f"of held-out target images unexplained, PCA of the target's own images {best['pca_unexplained']:.3f}")
-    if not best["headroom"] > 0:
-        return (f"no source is expected to help: {gap}; train with strategy=scratch, or strategy=auto to let the "
-                "validation split decide")
-    return f"use {best['source']}: transfer is expected to help ({gap})"
+    if best["logme_gain"] is None:
+        return (f"no labelled target images, so no verdict: {best['source']} reconstructs the target best "
+                f"(zero-shot {best['zero_shot']:.3f}), which predicted little on docs/results.md's grid; label a "
+                "few images per class for a verdict, or train with strategy=auto")
+    gain, se = best["logme_gain"], best["logme_gain_se"]
+    evidence = (f"LogME of {best['source']}'s codes {gain:+.4f} ± {se:.4f} against the target's own PCA codes "
+                "(per image; ± one standard error)")
+    if not math.isnan(se) and gain > DECISIVE * se:
+        return f"use {best['source']}: transfer is expected to help ({evidence})"
+    if not math.isnan(se) and gain < -DECISIVE * se:
+        return f"no source is expected to help ({evidence}); train with strategy=scratch"
+    return f"too close to call ({evidence}); train with strategy=auto, which lets the validation split decide"
 
 
 def table(rows: list[dict]) -> str:
-    head = ["source", "target fit", "Mf zero-shot", "gap (T/S)", "Mf + linear", "PCA", "headroom", "LogME (Mf)", "LogME (PCA)",
+    head = ["source", "target fit", "Mf zero-shot", "gap (T/S)", "LogME (Mf)", "LogME (PCA)", "LogME gain", "± s.e.",
             "Mf s", "score s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:

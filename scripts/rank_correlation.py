@@ -13,13 +13,20 @@ import csv
 import json
 import sys
 
-# score -> (how to read it so that higher means "more helpful", the sign rule's name)
+# score -> how to read it so that higher means "more helpful"
 SCORES = {
-    "headroom": (lambda s: s["headroom"], "headroom > 0"),
-    "zero_shot": (lambda s: -s["zero_shot"], None),
-    "logme": (lambda s: s["logme"], None),
-    "logme_gain": (lambda s: s["logme"] - s["logme_pca"], "LogME(Mf) > LogME(PCA)"),
+    "logme_gain": lambda s: s["logme_gain"],
+    "logme": lambda s: s["logme"],
+    "zero_shot": lambda s: -s["zero_shot"],
 }
+DECISIVE = 2.0  # aetl.rank's rule: helps / hurts only two standard errors from 0, else too close to call
+
+
+def verdict(s: dict) -> int:
+    """+1 helps, -1 hurts, 0 too close to call (as `aetl rank` says it)."""
+    if s["logme_gain"] > DECISIVE * s["logme_gain_se"]:
+        return 1
+    return -1 if s["logme_gain"] < -DECISIVE * s["logme_gain_se"] else 0
 
 
 def ranks(values: list[float]) -> list[float]:
@@ -54,22 +61,26 @@ def main(report: str, rank_files: list[str]) -> None:
             row = gains.get((s["source"], ranked["target"]))
             if row is not None:
                 pairs.append(({**s, "target": ranked["target"]}, float(row["mse_gain_pct"]), float(row["acc_gain_pts"])))
-    print("| source → target | finetune MSE gain | acc gain (pts) | headroom | zero-shot | LogME (Mf / PCA) |")
-    print("|---|---|---|---|---|---|")
+    print("| source → target | finetune MSE gain | acc gain (pts) | zero-shot | LogME (Mf / PCA) | LogME gain ± s.e. | verdict |")
+    print("|---|---|---|---|---|---|---|")
+    words = {1: "helps", -1: "hurts", 0: "too close to call"}
     for s, mse, acc in sorted(pairs, key=lambda p: -p[1]):
-        print(f"| {s['source']} → {s['target']} | {mse:+.1f}% | {acc:+.1f} | {s['headroom']:+.3f} | "
-              f"{s['zero_shot']:.3f} | {s['logme']:.3f} / {s['logme_pca']:.3f} |")
+        print(f"| {s['source']} → {s['target']} | {mse:+.1f}% | {acc:+.1f} | {s['zero_shot']:.3f} | "
+              f"{s['logme']:.3f} / {s['logme_pca']:.3f} | {s['logme_gain']:+.4f} ± {s['logme_gain_se']:.4f} | "
+              f"{words[verdict(s)]} |")
     print(f"\n{len(pairs)} pairs\n")
-    print("| score | ρ with MSE gain | ρ with acc gain | sign right (MSE) | sign right (acc) |")
-    print("|---|---|---|---|---|")
-    for name, (read, rule) in SCORES.items():
+    mse, acc = [p[1] for p in pairs], [p[2] for p in pairs]
+    print("| score | ρ with MSE gain | ρ with acc gain |")
+    print("|---|---|---|")
+    for name, read in SCORES.items():
         values = [read(s) for s, _, _ in pairs]
-        mse, acc = [p[1] for p in pairs], [p[2] for p in pairs]
-        signs = ("", "")
-        if rule:
-            signs = tuple(f"{sum((v > 0) == (g > 0) for v, g in zip(values, gain))}/{len(pairs)} ({rule})"
-                          for gain in (mse, acc))
-        print(f"| {name} | {spearman(values, mse):+.2f} | {spearman(values, acc):+.2f} | {signs[0]} | {signs[1]} |")
+        print(f"| {name} | {spearman(values, mse):+.2f} | {spearman(values, acc):+.2f} |")
+    called = [(verdict(s), m, a) for s, m, a in pairs if verdict(s)]
+    print(f"\nverdicts: {len(called)} of {len(pairs)} pairs called helps or hurts, the rest too close to call; "
+          f"right by MSE gain {sum((v > 0) == (m > 0) for v, m, _ in called)}/{len(called)}, by accuracy gain "
+          f"{sum((v > 0) == (a > 0) for v, _, a in called)}/{len(called)}; the sign of the LogME gain alone: "
+          f"{sum((s['logme_gain'] > 0) == (m > 0) for s, m, _ in pairs)}/{len(pairs)} by MSE, "
+          f"{sum((s['logme_gain'] > 0) == (a > 0) for s, _, a in pairs)}/{len(pairs)} by accuracy")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from PIL import Image
 from aetl.domains import synthetic
 from aetl.errors import AetlError, user_error
 from aetl.fit import TIE_SHARE
-from aetl.rank import rank
+from aetl.rank import rank, recommend
 from aetl.rundir import load_checkpoint
 from aetl.train import train
 from conftest import options
@@ -114,11 +114,23 @@ def test_rank_puts_a_matching_source_above_a_mismatched_one(make_cfg, tmp_path, 
     order = [row["source"] for row in result["sources"]]
     assert order[0].endswith("match/checkpoints/source.pt") and order[1].endswith("other/checkpoints/source.pt")
     best, worst = result["sources"]
-    assert best["zero_shot"] < worst["zero_shot"] and best["headroom"] > worst["headroom"]
-    assert best["logme"] is not None and result["recommendation"].startswith(("use ", "no source"))
+    assert best["zero_shot"] < worst["zero_shot"] and best["logme_gain"] > worst["logme_gain"]
+    assert best["logme_gain"] == pytest.approx(best["logme"] - best["logme_pca"], abs=2e-4) and best["logme_gain_se"] > 0
+    assert result["recommendation"].startswith(("use ", "no source", "too close to call"))
     assert json.loads((tmp_path / "rank" / "rank.json").read_text())["sources"] == result["sources"]
     assert (tmp_path / "rank" / "rank.csv").read_text().splitlines()[0].startswith("source,fit,zero_shot")
     assert result["recommendation"] in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("gain, se, verdict", [
+    (0.05, 0.01, "use a: transfer is expected to help (LogME of a's codes +0.0500 ± 0.0100"),
+    (-0.05, 0.01, "no source is expected to help (LogME of a's codes -0.0500 ± 0.0100"),
+    (0.015, 0.01, "too close to call (LogME of a's codes +0.0150 ± 0.0100"),
+    (None, None, "no labelled target images, so no verdict: a reconstructs the target best (zero-shot 0.300)"),
+])
+def test_the_verdict_calls_helps_or_hurts_only_two_standard_errors_from_zero(gain, se, verdict):
+    row = {"source": "a", "zero_shot": 0.3, "logme_gain": gain, "logme_gain_se": se}
+    assert recommend([row]).startswith(verdict)
 
 
 def test_rank_refuses_nothing_and_a_model_of_another_shape(make_cfg, tmp_path):
