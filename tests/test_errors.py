@@ -19,17 +19,7 @@ from aetl.loop import Objective
 from aetl.resume import identity
 from aetl.rundir import load_checkpoint
 from aetl.train import train
-from conftest import options
-
-
-def run_cli(tmp_path, monkeypatch, capsys, *args):
-    """`aetl <args>` in this process, from tmp_path; returns (exit status, stderr lines)."""
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit) as stopped:
-        cli.main(list(args))
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert not (tmp_path / "outputs").exists()  # refused before Hydra made a run dir
-    return stopped.value.code, lines
+from conftest import TINY, TINY_MODEL, options, run_cli
 
 
 @pytest.mark.parametrize("override, message", [
@@ -133,8 +123,6 @@ def test_debug_flag_shows_the_traceback(monkeypatch, caplog):
 
 def test_a_run_dir_started_with_another_config_is_refused_before_hydra_writes(make_cfg, tmp_path, monkeypatch,
                                                                               capsys):
-    from conftest import TINY, TINY_MODEL
-
     run = tmp_path / "run dir"
     (run / ".hydra").mkdir(parents=True)
     (run / ".hydra" / "config.yaml").write_text("what Hydra wrote\n")

@@ -20,8 +20,7 @@ from aetl import lock
 from aetl.cache import SourceCache
 from aetl.errors import AetlError, reports_errors, user_error
 from aetl.report import main as report
-from conftest import TINY, TINY_MODEL
-from test_errors import run_cli
+from conftest import AETL, TINY, TINY_MODEL, aetl, make_job, run_cli
 
 HOLD = "import sys, time; from aetl.lock import claim; claim(sys.argv[1]); print('held', flush=True); time.sleep(300)"
 
@@ -33,6 +32,7 @@ def hold(run: Path) -> subprocess.Popen:
     return holder
 
 
+@pytest.mark.slow
 def test_a_run_dir_in_use_is_refused_naming_the_other_process_and_a_killed_one_blocks_nothing(
         tmp_path, monkeypatch, capsys):
     run = tmp_path / "run"
@@ -139,8 +139,6 @@ def test_a_file_a_job_cannot_write_is_one_line(caplog):
 
 
 def test_report_out_that_cannot_be_written_is_one_line(tmp_path, monkeypatch, capsys):
-    from test_report import make_job
-
     make_job(tmp_path / "sweep", "a", ["strategy=scratch"], {"strategy": "scratch", "seed": 0, "target_mse": 0.1})
     (tmp_path / "file").write_text("")
     assert report([str(tmp_path / "sweep"), "--out", str(tmp_path / "file" / "out")]) == 2
@@ -160,7 +158,6 @@ def test_report_out_that_cannot_be_written_is_one_line(tmp_path, monkeypatch, ca
 def test_two_trains_into_one_run_dir(tmp_path, monkeypatch, capsys):
     """The second is refused while the first runs (held still with SIGSTOP, so the test does not
     race it); the first, killed, resumes; no line of metrics.jsonl is doubled."""
-    from test_cli import AETL, aetl
 
     args = [*TINY, *TINY_MODEL, "cache_dir=null", "trainer.pretrain.steps=200", "trainer.checkpoint_every=50",
             "hydra.run.dir=run"]

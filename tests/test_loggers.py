@@ -10,7 +10,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from aetl.rundir import Run
 from aetl.train import train
-from test_train import read_metrics
+from conftest import read_metrics
 
 RESUMABLE = ["cache_dir=null", "trainer.checkpoint_every=7", "trainer.pretrain.steps=40", "trainer.transfer.steps=30"]
 

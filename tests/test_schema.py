@@ -13,6 +13,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from aetl import cli, schema
 from aetl.errors import AetlError
 from aetl.resume import config_nodes
+from conftest import options, run_cli
 
 # What each command needs to compose; what an option needs besides its name.
 COMMANDS = {"train": [], "stylize": ["run=/runs/a"], "augment": ["run=/runs/a"], "rank": []}
@@ -146,8 +147,7 @@ def test_the_job_refuses_them_too(keys, composed):
     (["-m", "strategy=scratch", "trainer.transfer.lr=0.001,abc"],  # every value of a sweep, not only the first
      "trainer.transfer.lr must be a number > 0, got 'abc'; fix it in the override or config"),
     (["-m", "strategy=scratch,concatt"],  # the same line as without -m
-     "unknown strategy 'concatt' (did you mean concat?); choose one of auto, concat, finetune, fixed_init, mixed, "
-     "scratch"),
+     f"unknown strategy 'concatt' (did you mean concat?); choose one of {options('strategy')}"),
     (["data.target.margin=20"], "data.target.margin=20 leaves no room in a 28x28 image with data.target.fit=frame; "
                                 "choose a margin in [0, 13] or raise data.image_size"),
     (["data/target=folder", "data.target.root=/tmp/my", "images"],  # a path with a space the shell split
@@ -162,8 +162,6 @@ def test_the_job_refuses_them_too(keys, composed):
     (["hydra/launcher=paralel"], "unknown hydra/launcher 'paralel' (did you mean parallel?); choose one of"),
 ])
 def test_the_issues_config_rows_are_one_line_before_anything_runs(tmp_path, monkeypatch, capsys, args, line):
-    from test_errors import run_cli
-
     status, lines = run_cli(tmp_path, monkeypatch, capsys, "train", *args)
     assert status == 2 and len(lines) == 1 and lines[0].startswith(f"aetl train: {line}")
     assert list(tmp_path.iterdir()) == []

@@ -32,16 +32,11 @@ def conv_cfg(make_cfg):
     return make_cfg("model=conv", "model.channels=[4,8]", "model.latent_dim=4")
 
 
-def source_and_ctx(cfg):
+def source_and_ctx(cfg, tmp_path):
     source = build_model(cfg.model, SHAPE)
     LOOP.run(source, Phase("pretrain", 5, 16, [{"params": list(source.parameters()), "lr": 1e-2}]),
-             TRAIN, X[:8], Run(_tmp()), seed=0)  # real BatchNorm statistics
+             TRAIN, X[:8], Run(tmp_path / "mf"), seed=0)  # real BatchNorm statistics
     return source, Context(cfg.model, SHAPE, source, CPU)
-
-
-def _tmp():
-    import tempfile
-    return tempfile.mkdtemp()
 
 
 def strategy(cfg, name, *overrides):
@@ -71,7 +66,7 @@ def assert_same(module, before):
 
 
 def test_scratch_is_fresh_and_trains_everything(conv_cfg, tmp_path):
-    source, ctx = source_and_ctx(conv_cfg)
+    source, ctx = source_and_ctx(conv_cfg, tmp_path)
     s = strategy(conv_cfg, "scratch")
     model = s.build(ctx)
     assert not s.uses_source and not torch.equal(model.encoder[0].weight, source.encoder[0].weight)
@@ -80,7 +75,7 @@ def test_scratch_is_fresh_and_trains_everything(conv_cfg, tmp_path):
 
 
 def test_finetune_copies_mf_and_unfreezes_gradually(conv_cfg, tmp_path):
-    source, ctx = source_and_ctx(conv_cfg)
+    source, ctx = source_and_ctx(conv_cfg, tmp_path)
     s = strategy(conv_cfg, "finetune", "encoder_lr_scale=0.1", "unfreeze_fraction=0.4")
     model = s.build(ctx)
     assert_same(model, state(source))
@@ -97,7 +92,7 @@ def test_finetune_copies_mf_and_unfreezes_gradually(conv_cfg, tmp_path):
 
 def test_fixed_init_preserves_mf_in_a_larger_model_then_freezes_then_ties(make_cfg, tmp_path):
     cfg = make_cfg("model=conv", "model.channels=[4,8]", "model.latent_dim=4")
-    source, ctx = source_and_ctx(cfg)
+    source, ctx = source_and_ctx(cfg, tmp_path)
     s = strategy(cfg, "fixed_init", "target_model={latent_dim: 7, channels: [6, 8]}", "frozen_fraction=0.5",
                  "feature_weight=0.5")
     model = s.build(ctx)
@@ -122,7 +117,7 @@ def test_fixed_init_preserves_mf_in_a_larger_model_then_freezes_then_ties(make_c
 @pytest.mark.parametrize("backbone", [["model=conv", "model.channels=[4,8]"], ["model=mlp", "model.hidden=[16]"]])
 def test_concat_feeds_a_frozen_mf_to_a_larger_model(make_cfg, tmp_path, at, backbone):
     cfg = make_cfg(*backbone, "model.latent_dim=4")
-    source, ctx = source_and_ctx(cfg)
+    source, ctx = source_and_ctx(cfg, tmp_path)
     s = strategy(cfg, "concat", f"at={at}", "target_model={latent_dim: 9}")
     model = s.build(ctx)
     out = model(X[:5])
@@ -136,7 +131,7 @@ def test_concat_feeds_a_frozen_mf_to_a_larger_model(make_cfg, tmp_path, at, back
 
 
 def test_mixed_concat_finetune_starts_the_inner_model_from_mf(conv_cfg, tmp_path):
-    source, ctx = source_and_ctx(conv_cfg)
+    source, ctx = source_and_ctx(conv_cfg, tmp_path)
     s = strategy(conv_cfg, "mixed", "parts=[concat,finetune]")
     model = s.build(ctx)
     assert torch.equal(model.encoder[0].weight, source.encoder[0].weight)
