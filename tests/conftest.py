@@ -24,7 +24,7 @@ from omegaconf import DictConfig
 from PIL import Image
 
 from aetl import cli
-from aetl.rundir import Run
+from aetl.infra.rundir import Run
 
 # Small, fast settings every in-process test starts from.
 TINY = [

@@ -6,8 +6,8 @@ import multiprocessing
 import pytest
 import torch
 
-from aetl.cache import SourceCache
-from aetl.rundir import load_checkpoint
+from aetl.infra.cache import SourceCache
+from aetl.infra.rundir import load_checkpoint
 from aetl.train import train
 from conftest import FIGURES, TINY, TINY_MODEL, read_metrics
 

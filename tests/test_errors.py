@@ -15,9 +15,9 @@ from omegaconf import OmegaConf
 from aetl import cli
 from aetl.domains import folder
 from aetl.errors import AetlError, reports_errors, user_error
+from aetl.infra.runconfig import identity
+from aetl.infra.rundir import load_checkpoint
 from aetl.loop import Objective
-from aetl.resume import identity
-from aetl.rundir import load_checkpoint
 from aetl.train import train
 from conftest import TINY, TINY_MODEL, options, run_cli
 
@@ -184,7 +184,7 @@ def poisoned(path: Path, to: Path) -> Path:
 
 def test_non_finite_weights_are_refused_from_pretrained_run_and_the_cache(make_cfg, tmp_path, caplog):
     from aetl.apps import load_run
-    from aetl.cache import SourceCache
+    from aetl.infra.cache import SourceCache
 
     cfg = make_cfg("cache_dir=null", "trainer.pretrain.steps=4", "trainer.transfer.steps=2")
     train(cfg, tmp_path / "run")

@@ -1,4 +1,4 @@
-"""One process per run dir (aetl/lock.py), and a read-only or full output location as one
+"""One process per run dir (aetl/infra/lock.py), and a read-only or full output location as one
 line naming it, for every command."""
 
 from __future__ import annotations
@@ -16,17 +16,17 @@ from pathlib import Path
 
 import pytest
 
-from aetl import lock
-from aetl.cache import SourceCache
 from aetl.errors import AetlError, reports_errors, user_error
+from aetl.infra import lock
+from aetl.infra.cache import SourceCache
 from aetl.report import main as report
 from conftest import AETL, TINY, TINY_MODEL, aetl, make_job, run_cli
 
-HOLD = "import sys, time; from aetl.lock import claim; claim(sys.argv[1]); print('held', flush=True); time.sleep(300)"
+HOLD = "import sys, time; from aetl.infra.lock import claim; claim(sys.argv[1]); print('held', flush=True); time.sleep(300)"
 
 
 def hold(run: Path) -> subprocess.Popen:
-    """Another process holding run (it only imports aetl.lock: no torch, quick to start)."""
+    """Another process holding run (it only imports aetl.infra.lock: no torch, quick to start)."""
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(run)], stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
     return holder
@@ -115,7 +115,7 @@ def test_a_read_only_cache_is_refused_and_a_full_one_is_a_warning(tmp_path, monk
         raise AetlError(f"could not write {path} (No space left on device); free some space")
 
     cache = SourceCache(tmp_path / "cache")
-    monkeypatch.setattr("aetl.cache.atomic_write", disk_full)
+    monkeypatch.setattr("aetl.infra.cache.atomic_write", disk_full)
     with caplog.at_level(logging.WARNING):
         assert cache.store("k", {"model": {}}, {}) is None  # the job goes on with its model
     assert caplog.messages == [f"source model not cached: could not write {cache.entry('k').parent / 'spec.json'} "

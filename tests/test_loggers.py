@@ -8,7 +8,7 @@ import re
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from aetl.rundir import Run
+from aetl.infra.rundir import Run
 from aetl.train import train
 from conftest import read_metrics
 

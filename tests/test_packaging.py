@@ -2,16 +2,16 @@
 option is one YAML file: a copy of a strategy's YAML under a new name is a strategy."""
 
 import shutil
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 from hydra import compose, initialize_config_dir, initialize_config_module
 from hydra.utils import get_object
 from omegaconf import OmegaConf
 
 from aetl.errors import AetlError
-from aetl.overrides import check
+from aetl.infra.overrides import check
 from aetl.train import train
 from conftest import FIGURES, TINY, TINY_MODEL, options
 
@@ -90,7 +90,7 @@ def test_a_copy_of_a_strategy_yaml_under_a_new_name_is_a_strategy(tmp_path, monk
 
     for override in selections(configs):
         composes_and_names_real_code(override, cfg_of)
-    # the command line's checks (aetl/overrides.py) see it on Hydra's search path
+    # the command line's checks (aetl/infra/overrides.py) see it on Hydra's search path
     searchpath = f"hydra.searchpath=[file://{configs}]"
     assert check("train", ["strategy=finetune_copy", searchpath]).strategy._target_.endswith("Finetune")
     with pytest.raises(AetlError, match=r"unknown strategy 'finetune_cpy' \(did you mean finetune_copy\?\)"):

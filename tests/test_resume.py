@@ -14,7 +14,7 @@ import torch
 
 import aetl.train as pipeline
 from aetl.errors import AetlError, Interrupted
-from aetl.rundir import Run, load_checkpoint
+from aetl.infra.rundir import Run, load_checkpoint
 from aetl.train import train
 from conftest import FIGURES, TINY, TINY_MODEL, aetl, processes, read_metrics, signal_at, wait_for_step, without_time
 
@@ -76,7 +76,7 @@ def test_resume_refuses_another_config_and_a_finished_run(make_cfg, tmp_path, mo
 
 WRITER = """
 import sys, torch
-from aetl.rundir import Run
+from aetl.infra.rundir import Run
 run = Run(sys.argv[1])
 for version in range(10 ** 6):
     run.save_checkpoint("last.pt", {"model": {"w": torch.full((200_000,), float(version))}, "version": version})

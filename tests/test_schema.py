@@ -1,7 +1,7 @@
-"""Every config key has a type and, for numbers, a range (aetl/schema.py), checked before
+"""Every config key has a type and, for numbers, a range (aetl/infra/schema.py), checked before
 anything runs. The bad values are GENERATED from the composed configs of every command and
 every option of every config group: a key added to a YAML file later is covered without
-editing this test, and fails it until aetl/schema.py says what the key accepts."""
+editing this test, and fails it until aetl/infra/schema.py says what the key accepts."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from aetl import cli, schema
+from aetl import cli
 from aetl.errors import AetlError
-from aetl.resume import config_nodes
+from aetl.infra import schema
+from aetl.infra.runconfig import config_nodes
 from conftest import options, run_cli
 
 # What each command needs to compose; what an option needs besides its name.
@@ -91,7 +92,7 @@ def bad_values(key: str, value: object) -> list[str]:
 
 def test_every_key_has_a_spec_and_the_shipped_configs_pass_it(keys, composed):
     missing = sorted(k for k in keys if schema.spec_for(k) is None)
-    assert not missing, f"add these keys to aetl/schema.py (SPECS): {missing}"
+    assert not missing, f"add these keys to aetl/infra/schema.py (SPECS): {missing}"
     for _, _, cfg in composed:
         schema.check_config(cfg)
         schema.check_hydra(cfg.hydra)

@@ -9,7 +9,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from aetl.errors import AetlError
-from aetl.objective import check_objective, objective_value
+from aetl.infra.objective import check_objective, objective_value
 from aetl.train import train
 from conftest import TINY, TINY_MODEL, aetl
 
