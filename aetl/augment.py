@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from aetl.apps import load_run
 from aetl.data import load_pair
 from aetl.errors import reports_errors
 from aetl.fit import FitChoice
-from aetl.rundir import Run, register_resolvers
-from aetl.schema import check_config
-from aetl.train import pick_device
+from aetl.infra.distributed import pick_device
+from aetl.infra.rundir import Run, register_resolvers
+from aetl.infra.schema import check_config
 
 register_resolvers()
-# What the report groups by, copied from the trained run's summary.
+# What the report groups by, copied from the trained run's record (its summary.json's figures too).
 KEPT = ("strategy", "source", "target", "seed", "labels_per_class", "n_target_train", "source_labels",
         "transfer_steps", "target_mse", "target_psnr")
 
@@ -35,9 +34,10 @@ def augment(cfg: DictConfig, out_dir: Path) -> dict:
     run = Run(out_dir)
     device = pick_device(cfg.device)
     model, trained = load_run(cfg.run, device)
-    source = json.loads((Path(str(cfg.run)).expanduser() / "summary.json").read_text())
-    fit = FitChoice.from_summary(source, "target")  # the run's own
-    pair = load_pair(trained.data, trained.seed, device, fit=fit, cache_dir=trained.get("cache_dir"))
-    summary = {"run": str(cfg.run), **{k: source.get(k) for k in KEPT}, **instantiate(cfg.app)(model, run, pair=pair)}
+    fit = FitChoice.from_summary(trained["fit"], "target")  # the run's own
+    pair = load_pair(OmegaConf.create(trained["data"]), trained["seed"], device, fit=fit,
+                     cache_dir=trained["cache_dir"])
+    summary = {"run": str(cfg.run), **{k: trained["run"].get(k) for k in KEPT},
+               **instantiate(cfg.app)(model, run, pair=pair)}
     run.write_summary(summary)
     return summary

@@ -107,7 +107,7 @@ def resume_overrides(args: list[str]) -> list[str]:
 def last_checkpoint(root: Path) -> dict:
     """The last.pt of a run dir ({} when there is none or it does not load)."""
     from aetl.errors import AetlError
-    from aetl.rundir import load_checkpoint
+    from aetl.infra.rundir import load_checkpoint
 
     try:
         return load_checkpoint(root / "checkpoints" / "last.pt")
@@ -120,9 +120,9 @@ def check_run_dir(args: list[str], cfg: DictConfig) -> None:
     another process is running in, or that holds an interrupted run another config started;
     else hold it for this process. (Rank 0 only: under torchrun the other ranks write elsewhere.)"""
     from aetl.errors import AetlError
-    from aetl.lock import claim
-    from aetl.overrides import override_value
-    from aetl.resume import changed_config, differences, finished_run, identity
+    from aetl.infra.lock import claim
+    from aetl.infra.overrides import override_value
+    from aetl.infra.runconfig import changed_config, differences, finished_run, identity
 
     given = override_value(args, "hydra.run.dir")
     if given is None or os.environ.get("RANK", "0") != "0":
@@ -147,8 +147,8 @@ def check_output(command: str, args: list[str]) -> None:
     """Before Hydra writes: a single run holds its hydra.run.dir (one process per run dir; the
     job holds it on), and the place a run or sweep dir is made in must take a write."""
     from aetl.errors import AetlError
-    from aetl.lock import claim, writable
-    from aetl.overrides import is_multirun, override_value
+    from aetl.infra.lock import claim, writable
+    from aetl.infra.overrides import is_multirun, override_value
 
     if any(a.startswith("-") and a not in ("-m", "--multirun") for a in args) or os.environ.get("RANK", "0") != "0":
         return  # Hydra's flags (--cfg, --help) write nothing; ranks > 0 write nothing of their own
@@ -165,10 +165,10 @@ def check_output(command: str, args: list[str]) -> None:
 
 
 def check_overrides(command: str, args: list[str]) -> DictConfig | None:
-    """aetl.overrides.check before Hydra runs: a bad override or value is one line and exit
+    """aetl.infra.overrides.check before Hydra runs: a bad override or value is one line and exit
     status 2, and nothing is written. Returns the composed config of a single run, else None."""
     from aetl.errors import AetlError
-    from aetl.overrides import check
+    from aetl.infra.overrides import check
 
     try:
         return check(command, args)

@@ -27,8 +27,8 @@ from aetl.domains import Domain, unit
 from aetl.domains.shape import Levels, changes_nothing, fit_array
 from aetl.errors import AetlError
 from aetl.fit import MAX_IMAGES, FitChoice, source_fit, target_fit
-from aetl.models import AutoEncoder
 from aetl.imagecache import ImageCache
+from aetl.models import AutoEncoder
 from aetl.storage import Storage, to_device, upload
 
 log = logging.getLogger(__name__)

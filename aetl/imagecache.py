@@ -35,9 +35,9 @@ from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
 
 import aetl
-from aetl.cache import cache_key
 from aetl.domains import Domain
 from aetl.errors import AetlError
+from aetl.infra.cache import cache_key
 
 log = logging.getLogger(__name__)
 FORMAT = 1  # bump when what an entry holds changes

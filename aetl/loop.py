@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import signal
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -18,20 +19,21 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from aetl.distributed import SINGLE, World
 from aetl.errors import AetlError
 from aetl.evaluate import recon_errors
+from aetl.infra.distributed import SINGLE, World
+from aetl.infra.resume import set_rng_states
+from aetl.infra.rundir import Run, resume_hint
 from aetl.losses import Step
 from aetl.models import AutoEncoder
-from aetl.resume import set_rng_states
-from aetl.rundir import Run, resume_hint
 from aetl.storage import Feed
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from aetl.data import Split
-    from aetl.resume import Progress, StopSignals
+    from aetl.infra.resume import Progress
+    from aetl.infra.signals import StopSignals
 
 log = logging.getLogger(__name__)
 LossTerm = Callable[[Step], dict[str, torch.Tensor]]
@@ -47,7 +49,15 @@ class Phase:
     groups: list[dict]  # optimiser param groups, each with its own "lr"
     frozen: Sequence[nn.Module] = field(default_factory=tuple)  # held fixed: no grads, BatchNorm in eval
     losses: list[LossTerm] = field(default_factory=list)  # added to the reconstruction loss
-    source: "Split | None" = None  # when set, every step also draws a batch of these images
+    source_images: "Split | None" = None  # when set, every step also draws a batch of these images
+
+    def check(self) -> None:
+        if self.steps < 0 or self.batch_size < 1:
+            raise AetlError(f"{self.name}: steps must be >= 0 and batch_size >= 1, got {self.steps} and "
+                            f"{self.batch_size}")
+        for lr in (g["lr"] for g in self.groups):
+            if not lr > 0:
+                raise AetlError(f"{self.name}: learning rates must be > 0, got {lr}; fix the trainer config")
 
 
 @dataclass
@@ -66,7 +76,8 @@ class Loop:
                                           # (under torchrun: at the next logging point)
 
     @classmethod
-    def from_config(cls, trainer: DictConfig, device: torch.device, world: World = SINGLE) -> "Loop":
+    def from_config(cls, trainer: DictConfig, device: torch.device, world: World = SINGLE,
+                    signals: "StopSignals | None" = None) -> "Loop":
         from hydra.utils import instantiate
 
         check_trainer(trainer)
@@ -75,8 +86,9 @@ class Loop:
             precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
         if precision not in ("fp32", "bf16"):
             raise AetlError(f"trainer.precision must be auto, fp32 or bf16, got {precision!r}")
-        return cls(instantiate(trainer.optimizer), trainer.eval_every, trainer.progress, precision,
-                   trainer.compile, world, trainer.checkpoint_every)
+        return cls(make_optimizer=instantiate(trainer.optimizer), eval_every=trainer.eval_every,
+                   bars=trainer.progress, precision=precision, compile=trainer.compile, world=world,
+                   checkpoint_every=trainer.checkpoint_every, signals=signals)
 
     def run(self, model: AutoEncoder, phase: Phase, train: "Split", val_x: torch.Tensor, run: Run, seed: int,
             first_step: int = 0, progress: "Progress | None" = None) -> None:
@@ -87,85 +99,77 @@ class Loop:
         With progress, the loop writes last.pt every checkpoint_every steps, at the end of the
         phase and before stopping for a signal, and a phase that last.pt is in carries on
         from it."""
-        if phase.steps < 0 or phase.batch_size < 1:
-            raise AetlError(f"{phase.name}: steps must be >= 0 and batch_size >= 1, got {phase.steps} and "
-                            f"{phase.batch_size}")
-        for lr in (g["lr"] for g in phase.groups):
-            if not lr > 0:
-                raise AetlError(f"{phase.name}: learning rates must be > 0, got {lr}; fix the trainer config")
+        phase.check()
+        state = self._prepare(model, phase, train, seed, first_step, progress)
+        objective = self._objective(model, phase)
+        reporter = Reporter(phase.name, first_step, state.done, phase.steps, state.feed.batch_size,
+                            self.bars and self.world.is_main)
+        with self.signals.deferred() if self.signals else contextlib.nullcontext():
+            for step in reporter:
+                epoch, xb, yb = state.next_batch(step)
+                self._step(objective, model, phase, state, xb, yb)
+                logging_point = (first_step + step) % self.eval_every == 0 or step == phase.steps
+                if logging_point:
+                    means = self._log(model, phase, state, run, val_x, epoch, first_step + step)
+                    reporter.report(step, means["train_loss"], means["val_mse"])
+                due = step == phase.steps or (self.checkpoint_every and step % self.checkpoint_every == 0)
+                saved = self._checkpoint(model, phase, state, progress, first_step, step) if due else None
+                if self._stop_requested(logging_point):
+                    saved = saved or self._checkpoint(model, phase, state, progress, first_step, step)
+                    self._stop(phase, first_step + step, saved, run)
+
+    def _prepare(self, model: AutoEncoder, phase: Phase, train: "Split", seed: int, first_step: int,
+                 progress: "Progress | None") -> "_Training":
+        """Freeze what the phase holds fixed, make its optimiser and batches, and put them back
+        where last.pt left them when the phase is the one it is in."""
         model.requires_grad_(True)  # an earlier phase may have frozen what this one trains
         for module in phase.frozen:
             module.requires_grad_(False)
         groups = [{**g, "params": [p for p in g["params"] if p.requires_grad]} for g in phase.groups]
-        optimizer = self.make_optimizer([g for g in groups if g["params"]])
-        step_fn = self._objective(model, phase)
-        device, n = train.device, len(train)
-        gen = torch.Generator(device=device).manual_seed(seed)  # on the device in either storage mode
-        bs = min(phase.batch_size, n)
-        per_epoch = n // bs  # the last partial batch is dropped: every step has one shape
-        running: dict[str, torch.Tensor] = {}  # summed on the device, read only when logging
-        since_log = start = 0
-        perm = torch.empty(0, dtype=torch.long, device=device)  # this epoch's shuffle
+        device = train.device
+        state = _Training(optimizer=self.make_optimizer([g for g in groups if g["params"]]),
+                          gen=torch.Generator(device=device).manual_seed(seed),  # on the device in either storage mode
+                          feed=Feed(train, min(phase.batch_size, len(train)), self.world),
+                          perm=torch.empty(0, dtype=torch.long, device=device))
         resumed = progress.state(phase.name, first_step) if progress else None
         if resumed:
-            perm, running, since_log, start = _restore(resumed, model, optimizer, gen, device)
-        feed, batches = Feed(train, bs, self.world), None
+            state.restore(resumed, model, device)
+        return state
 
-        def checkpoint(step: int) -> Path | None:
-            """last.pt after this step (rank 0 writes it), if this run keeps one."""
-            if progress is None:
-                return None
-            if not all(torch.isfinite(t).all() for t in [*running.values(), *model.parameters()]):
-                raise AetlError(f"{phase.name}: the loss or the weights became inf or nan by step {first_step + step}; "
-                                "lower the learning rate (the last good checkpoint is kept)")
-            return progress.save(phase.name, first_step, step, model, {
-                "optimizer": optimizer.state_dict(), "generator": gen.get_state(), "perm": perm,
-                "running": running, "since_log": since_log})
+    def _step(self, objective: nn.Module, model: AutoEncoder, phase: Phase, state: "_Training",
+              xb: torch.Tensor, yb: torch.Tensor) -> None:
+        _train_mode(model, phase.frozen)
+        with torch.autocast(xb.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
+            losses = objective(xb, yb, *_source_batch(phase.source_images, len(yb), state.gen, self.world))
+            loss = torch.stack([v.float() for v in losses.values()]).sum()
+        state.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        state.optimizer.step()
+        state.add({"train_loss": loss, **losses})
 
-        reporter = Reporter(phase.name, first_step, start, phase.steps, bs, self.bars and self.world.is_main)
-        if self.signals:
-            self.signals.in_loop = True  # a signal now waits for the end of the step
-        try:
-            for step in reporter:
-                epoch, i = divmod(step - 1, per_epoch)
-                if i == 0:
-                    perm = torch.randperm(n, device=device, generator=gen)
-                if i == 0 or batches is None:  # a new epoch, or the one a resumed phase stopped in
-                    batches = feed.epoch(perm, i)
-                xb, yb = next(batches)
-                _train_mode(model, phase.frozen)
-                with torch.autocast(device.type, torch.bfloat16, enabled=self.precision == "bf16"):
-                    losses = step_fn(xb, yb, *_source_batch(phase.source, len(yb), gen, self.world))
-                    loss = torch.stack([v.float() for v in losses.values()]).sum()
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                for key, value in {"train_loss": loss, **losses}.items():
-                    running[key] = running.get(key, 0) + value.detach().float()
-                since_log += 1
-                logging_point = (first_step + step) % self.eval_every == 0 or step == phase.steps
-                if logging_point:
-                    means = {k: (v / since_log).item() for k, v in self.world.mean(running).items()}
-                    if not all(map(math.isfinite, means.values())):
-                        raise AetlError(f"{phase.name}: the loss became {means['train_loss']} by step "
-                                        f"{first_step + step}; lower the learning rate (the last good checkpoint "
-                                        "is kept)")
-                    val_mse = recon_errors(model, val_x).mean().item() if len(val_x) else float("nan")
-                    run.log_metrics(phase.name, epoch=epoch, step=first_step + step, **means, val_mse=val_mse)
-                    reporter.report(step, means["train_loss"], val_mse)
-                    running.clear()
-                    since_log = 0
-                due = step == phase.steps or (self.checkpoint_every and step % self.checkpoint_every == 0)
-                path = checkpoint(step) if due else None
-                if self._stop_requested(logging_point):
-                    path = path or checkpoint(step)
-                    name = signal.Signals(self.signals.received).name
-                    saved = f"saved {path}" if path else "nothing saved"
-                    self.signals.stop(f"stopped by {name} at {phase.name} step {first_step + step}; {saved}; "
-                                      f"{resume_hint(run.root)}" if self.world.is_main else None)
-        finally:
-            if self.signals:
-                self.signals.in_loop = False
+    def _log(self, model: AutoEncoder, phase: Phase, state: "_Training", run: Run, val_x: torch.Tensor,
+             epoch: int, step: int) -> dict[str, float]:
+        """The mean losses since the last log line (over the ranks) and the validation MSE, to
+        metrics.jsonl; the only place the loop reads values back from the device."""
+        means = {k: (v / state.since_log).item() for k, v in self.world.mean(state.running).items()}
+        if not all(map(math.isfinite, means.values())):
+            raise AetlError(f"{phase.name}: the loss became {means['train_loss']} by step {step}; lower the "
+                            "learning rate (the last good checkpoint is kept)")
+        means["val_mse"] = recon_errors(model, val_x).mean().item() if len(val_x) else float("nan")
+        run.log_metrics(phase.name, epoch=epoch, step=step, **means)
+        state.running.clear()
+        state.since_log = 0
+        return means
+
+    def _checkpoint(self, model: AutoEncoder, phase: Phase, state: "_Training", progress: "Progress | None",
+                    first_step: int, step: int) -> "Path | None":
+        """last.pt after this step (rank 0 writes it), if this run keeps one."""
+        if progress is None:
+            return None
+        if not all(torch.isfinite(t).all() for t in [*state.running.values(), *model.parameters()]):
+            raise AetlError(f"{phase.name}: the loss or the weights became inf or nan by step {first_step + step}; "
+                            "lower the learning rate (the last good checkpoint is kept)")
+        return progress.save(phase.name, first_step, step, model, state.loop_state())
 
     def _stop_requested(self, logging_point: bool) -> bool:
         """A signal asked to stop. Under torchrun the ranks agree at logging points (every
@@ -181,6 +185,12 @@ class Loop:
             self.signals.received = agreed
         return self.signals.received is not None
 
+    def _stop(self, phase: Phase, step: int, saved: "Path | None", run: Run) -> None:
+        name = signal.Signals(self.signals.received).name
+        done = f"saved {saved}" if saved else "nothing saved"
+        self.signals.stop(f"stopped by {name} at {phase.name} step {step}; {done}; {resume_hint(run.root)}"
+                          if self.world.is_main else None)
+
     def _objective(self, model: AutoEncoder, phase: Phase) -> nn.Module:
         objective: nn.Module = Objective(model, phase.losses)
         if self.world.distributed:  # wrapped per phase: DDP syncs the parameters this phase trains
@@ -188,6 +198,52 @@ class Loop:
         if self.compile:
             objective = torch.compile(objective)
         return objective
+
+
+@dataclass
+class _Training:
+    """What changes while a phase trains, all of it kept in last.pt: the optimiser, the batch
+    generator and this epoch's shuffle, the loss sums since the last log line (summed on the
+    device, read only when logging) and how many steps are done."""
+
+    optimizer: torch.optim.Optimizer
+    gen: torch.Generator
+    feed: Feed
+    perm: torch.Tensor
+    running: dict[str, torch.Tensor] = field(default_factory=dict)
+    since_log: int = 0
+    done: int = 0  # steps done before this job: a resumed phase starts after them
+    batches: Iterator | None = None
+
+    def next_batch(self, step: int) -> tuple[int, torch.Tensor, torch.Tensor]:
+        """(epoch, images, labels) of this step; a new shuffle at every epoch's first step. The
+        last partial batch of an epoch is dropped, so that every step has one shape."""
+        per_epoch = len(self.feed.split) // self.feed.batch_size
+        epoch, i = divmod(step - 1, per_epoch)
+        if i == 0:
+            self.perm = torch.randperm(len(self.feed.split), device=self.perm.device, generator=self.gen)
+        if i == 0 or self.batches is None:  # a new epoch, or the one a resumed phase stopped in
+            self.batches = self.feed.epoch(self.perm, i)
+        xb, yb = next(self.batches)
+        return epoch, xb, yb
+
+    def add(self, losses: dict[str, torch.Tensor]) -> None:
+        for key, value in losses.items():
+            self.running[key] = self.running.get(key, 0) + value.detach().float()
+        self.since_log += 1
+
+    def loop_state(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict(), "generator": self.gen.get_state(), "perm": self.perm,
+                "running": self.running, "since_log": self.since_log}
+
+    def restore(self, saved: dict, model: nn.Module, device: torch.device) -> None:
+        """Put the phase back where last.pt left it."""
+        model.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.gen.set_state(saved["generator"])
+        set_rng_states(saved["rng"])
+        self.running = {k: v.to(device) for k, v in saved["running"].items()}
+        self.perm, self.since_log, self.done = saved["perm"].to(device), saved["since_log"], saved["step"]
 
 
 class Reporter:
@@ -249,24 +305,12 @@ class Objective(nn.Module):
         return losses
 
 
-def _restore(state: dict, model: nn.Module, optimizer: torch.optim.Optimizer, gen: torch.Generator,
-             device: torch.device) -> tuple[torch.Tensor, dict[str, torch.Tensor], int, int]:
-    """Put a phase back where last.pt left it; returns the epoch's shuffle, the loss sums
-    since the last log line, their count, and the steps done."""
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    gen.set_state(state["generator"])
-    set_rng_states(state["rng"])
-    running = {k: v.to(device) for k, v in state["running"].items()}
-    return state["perm"].to(device), running, state["since_log"], state["step"]
-
-
-def _source_batch(source: "Split | None", n: int, gen: torch.Generator, world: World) -> tuple:
+def _source_batch(images: "Split | None", n: int, gen: torch.Generator, world: World) -> tuple:
     """n source images and labels (this rank's share of a draw every rank makes alike), or ()."""
-    if source is None:
+    if images is None:
         return ()
-    pick = world.shard(torch.randint(len(source), (n * world.size,), device=source.device, generator=gen))
-    return source.batch(pick), source.y[pick]
+    pick = world.shard(torch.randint(len(images), (n * world.size,), device=images.device, generator=gen))
+    return images.batch(pick), images.y[pick]
 
 
 def _train_mode(model: nn.Module, frozen: Sequence[nn.Module]) -> None:

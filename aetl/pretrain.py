@@ -13,21 +13,23 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 import aetl
-from aetl.cache import SourceCache, cache_key
 from aetl.data import Side
-from aetl.distributed import World
+from aetl.infra.cache import SourceCache, cache_key
+from aetl.infra.distributed import World
+from aetl.infra.resume import Progress
+from aetl.infra.rundir import Run, load_checkpoint
 from aetl.loop import Loop, Phase
 from aetl.losses import ClassifyLoss
 from aetl.models import AutoEncoder, build_model, place
-from aetl.resume import Progress
-from aetl.rundir import Run, load_checkpoint
-from aetl.strategies import load_weights
+from aetl.transfer import load_weights
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class Source:
+class SourceModel:
+    """Mf and where it came from."""
+
     model: AutoEncoder
     seconds: float  # spent pretraining in this job
     origin: str     # "pretrained", "cache", or the checkpoint path given
@@ -52,8 +54,8 @@ def source_spec(cfg: DictConfig, pretrain: DictConfig) -> dict:
         "seed": cfg.seed, "aetl": aetl.__version__}), resolve=True)
 
 
-def obtain_source(cfg: DictConfig, source: Side, shape: tuple[int, int, int], overrides: dict, run: Run,
-                  loop: Loop, device: torch.device, progress: Progress | None = None) -> Source:
+def obtain_mf(cfg: DictConfig, source: Side, shape: tuple[int, int, int], overrides: dict, run: Run,
+              loop: Loop, device: torch.device, progress: Progress | None = None) -> SourceModel:
     """Mf for this job, trained on (or loaded for) the source side; also written to the run dir
     as checkpoints/source.pt. With progress, pretraining checkpoints into last.pt and resumes
     from it. Its classifier head, when it has one, scores the source's classes."""
@@ -74,7 +76,7 @@ def obtain_source(cfg: DictConfig, source: Side, shape: tuple[int, int, int], ov
     if given:
         load_weights(model, given["model"], str(cfg.pretrained))
         log.info("source model loaded from %s", cfg.pretrained)
-        mf = Source(model, 0.0, str(cfg.pretrained), "off", labels)
+        mf = SourceModel(model, 0.0, str(cfg.pretrained), "off", labels)
     elif cfg.cache_dir:
         cache, spec = SourceCache(cfg.cache_dir), source_spec(cfg, pretrain)
         key = cache_key(spec)
@@ -87,29 +89,29 @@ def obtain_source(cfg: DictConfig, source: Side, shape: tuple[int, int, int], ov
                 state = state or cache.load(key)
                 load_weights(model, state["model"], str(cache.entry(key)))
                 log.info("source model: cache hit %s", cache.entry(key))
-                mf = Source(model, 0.0, "cache", "hit", labels)
+                mf = SourceModel(model, 0.0, "cache", "hit", labels)
             else:
                 log.info("source model: cache miss, pretraining into %s", cache.entry(key))
                 _pretrain(model, pretrain, cfg, source, run, loop, progress)
                 if world.is_main:
                     cache.store(key, _state(model, cfg, source, shape, labels), spec)
-                mf = Source(model, time.perf_counter() - started, "pretrained", "miss", labels)
+                mf = SourceModel(model, time.perf_counter() - started, "pretrained", "miss", labels)
     else:
         _pretrain(model, pretrain, cfg, source, run, loop, progress)
-        mf = Source(model, time.perf_counter() - started, "pretrained", "off", labels)
+        mf = SourceModel(model, time.perf_counter() - started, "pretrained", "off", labels)
     run.save_checkpoint("source.pt", _state(model, cfg, source, shape, labels))
     return mf
 
 
-def resumed_source(cfg: DictConfig, shape: tuple[int, int, int], run: Run, provenance: dict, device: torch.device,
-                   world: World) -> Source:
+def resumed_mf(cfg: DictConfig, shape: tuple[int, int, int], run: Run, provenance: dict, device: torch.device,
+               world: World) -> SourceModel:
     """Mf as an interrupted run had settled it: checkpoints/source.pt and how it was obtained."""
     state = load_checkpoint(run.checkpoints / "source.pt") if world.is_main else None
     state = world.broadcast(state)
     head = state["model"]["head.weight"].shape[0] if "head.weight" in state["model"] else 0
     model = place(build_model(cfg.model, shape, head), device)
     load_weights(model, state["model"], str(run.checkpoints / "source.pt"))
-    return Source(model, **provenance)
+    return SourceModel(model, **provenance)
 
 
 def _pretrain(model: AutoEncoder, p: DictConfig, cfg: DictConfig, source: Side, run: Run, loop: Loop,

@@ -30,17 +30,16 @@ from hydra.errors import MissingConfigException
 from omegaconf import DictConfig, OmegaConf
 
 from aetl.data import Unmapped, frame_shape, load_source, load_target
-from aetl.distributed import SINGLE
 from aetl.domains.shape import Fit, Levels, fit_images
 from aetl.errors import AetlError, reports_errors
 from aetl.fit import target_fit
+from aetl.infra.distributed import SINGLE, pick_device
+from aetl.infra.rundir import Run, load_checkpoint, register_resolvers
+from aetl.infra.schema import check_config
 from aetl.loop import Loop
 from aetl.models import AutoEncoder, build_model
-from aetl.pretrain import obtain_source
-from aetl.rundir import Run, load_checkpoint, register_resolvers
-from aetl.schema import check_config
-from aetl.strategies import load_weights
-from aetl.train import pick_device
+from aetl.pretrain import obtain_mf
+from aetl.transfer import load_weights
 from aetl.transferability import encode, logme, logme_gain, pca_codes, zero_shot
 
 log = logging.getLogger(__name__)
@@ -158,7 +157,7 @@ def _domain_mf(cfg: DictConfig, name: str, run: Run, device: torch.device) -> tu
     started = time.perf_counter()
     source = load_source(cfg.data, device)
     loop = Loop.from_config(cfg.trainer, device, SINGLE)
-    mf = obtain_source(cfg, source, frame_shape(cfg.data), {}, Run(run.root / "sources" / name), loop, device)
+    mf = obtain_mf(cfg, source, frame_shape(cfg.data), {}, Run(run.root / "sources" / name), loop, device)
     channels, size = frame_shape(cfg.data)[:2]
     own = zero_shot(mf.model, source.val.x.cpu(), size, channels, Fit()) if len(source.val) else None
     return mf.model, Levels.of(source.train.x[:4096].cpu()), own, time.perf_counter() - started

@@ -1,6 +1,6 @@
 """`aetl report DIR...`: a mean ± std table over seeds, the gain over scratch, and plots.
 
-Every directory under DIR that holds `.hydra/` is a job (aetl/jobs.py reads them); jobs
+Every directory under DIR that holds `.hydra/` is a job (aetl/infra/jobs.py reads them); jobs
 that did not finish, or whose files are damaged, are listed under the table with what is
 wrong with each. Nothing is silently dropped.
 """
@@ -14,10 +14,11 @@ import statistics
 import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import NamedTuple
 
-from aetl.jobs import FIGURES, Job, find_jobs
+from aetl.infra.jobs import FIGURES, Job, find_jobs
 
 # Overrides that are columns of the table (or vary within a group) rather than a variant.
 COLUMNS = {"run", "seed", "strategy", "data.target.labels_per_class", "data.target.n_train", "data", "data/source",
@@ -49,6 +50,12 @@ class GroupKey(NamedTuple):
 class Group:
     key: GroupKey
     jobs: list[Job] = field(default_factory=list)
+
+    @cached_property
+    def curve(self) -> dict[int, float]:
+        """Mean validation MSE over the group's jobs at each logged target step (computed once:
+        for the steps scratch needs to match, and for the plot)."""
+        return val_curve(self)
 
     @property
     def used_source(self) -> bool:
@@ -89,15 +96,22 @@ def group_jobs(jobs: list[Job]) -> list[Group]:
                                                              for x in k))]
 
 
-def scratch_for(group: Group, groups: list[Group]) -> Group | None:
-    """The scratch baseline with every other setting equal: pair, budget, target steps and the
-    overrides beside the strategy's own (None when the runs hold no such scratch). A scratch
-    run that used no source model at all (a target with a fixed fit) stands for every source."""
+def scratch_runs(group: Group, groups: list[Group]) -> list[Group]:
+    """The scratch groups of the same pair and target images with the overrides beside the
+    strategy's own equal. A scratch run that used no source model at all (a target with a
+    fixed fit) stands for every source."""
     k = group.key
-    return next((g for g in groups if g.key.strategy == "scratch" and g.key.setting == k.setting
-                 and (g.key.source == k.source or not g.used_source)
-                 and (g.key.target, g.key.n_target_train, g.key.labels_per_class, g.key.transfer_steps)
-                 == (k.target, k.n_target_train, k.labels_per_class, k.transfer_steps)), None)
+    return [g for g in groups if g.key.strategy == "scratch" and g.key.setting == k.setting
+            and (g.key.source == k.source or not g.used_source)
+            and (g.key.target, g.key.n_target_train) == (k.target, k.n_target_train)]
+
+
+def scratch_for(group: Group, groups: list[Group]) -> Group | None:
+    """The scratch baseline with every other setting equal (also labels per class and target
+    steps), or None when the runs hold no such scratch."""
+    k = group.key
+    return next((g for g in scratch_runs(group, groups)
+                 if (g.key.labels_per_class, g.key.transfer_steps) == (k.labels_per_class, k.transfer_steps)), None)
 
 
 def val_curve(group: Group) -> dict[int, float]:
@@ -116,13 +130,10 @@ def val_curve(group: Group) -> dict[int, float]:
 def steps_to_match(group: Group, groups: list[Group]) -> str:
     """Target steps the longest scratch run at this pair and image budget needs to reach
     the group's final validation MSE ('>N' when it never does within its N steps)."""
-    k = group.key
-    scratch = [g for g in groups if g.key.strategy == "scratch" and g.key.setting == k.setting
-               and (g.key.source == k.source or not g.used_source) and g.key[1:3] == k[1:3]]
-    if not scratch or k.strategy == "scratch":
+    scratch = scratch_runs(group, groups)
+    if not scratch or group.key.strategy == "scratch":
         return ""
-    longest = max(scratch, key=lambda g: g.key.transfer_steps or 0)
-    curve = val_curve(longest)
+    curve = max(scratch, key=lambda g: g.key.transfer_steps or 0).curve
     goal = group.mean("target_val_mse")
     if not curve or math.isnan(goal):
         return ""
@@ -133,10 +144,11 @@ def steps_to_match(group: Group, groups: list[Group]) -> str:
 def rows(groups: list[Group]) -> list[dict]:
     table = []
     for g in groups:
-        src, tgt, n, lpc, labels, strategy, steps, var = g.key
-        row = {"source": src, "target": tgt, "n_target_train": n, "labels_per_class": lpc,
-               "source_labels": labels, "strategy": strategy, "variant": " ".join(var), "transfer_steps": steps,
-               "seeds": len(g.jobs)}
+        k = g.key
+        strategy = k.strategy
+        row = {"source": k.source, "target": k.target, "n_target_train": k.n_target_train,
+               "labels_per_class": k.labels_per_class, "source_labels": k.source_labels, "strategy": strategy,
+               "variant": " ".join(k.variant), "transfer_steps": k.transfer_steps, "seeds": len(g.jobs)}
         for name in FIGURES:
             row[f"{name}_mean"], row[f"{name}_std"] = g.mean(name), g.std(name)
         base = scratch_for(g, groups)
@@ -219,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or args.dirs[0]
     groups = group_jobs(jobs)
     table = rows(groups)
-    curves = [val_curve(g) for g in groups]  # rows() gives one row per group, in order
+    curves = [g.curve for g in groups]  # rows() gives one row per group, in order
     text = markdown(table, jobs)
     try:
         write_all(text, table, curves, out)

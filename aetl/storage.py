@@ -26,11 +26,11 @@ import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from aetl.distributed import SINGLE, World
 from aetl.domains import unit
 from aetl.domains.decode import usable_cores
 from aetl.errors import AetlError
 from aetl.imagecache import ImageCache
+from aetl.infra.distributed import SINGLE, World
 
 if TYPE_CHECKING:
     from aetl.data import Split

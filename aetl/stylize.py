@@ -11,9 +11,9 @@ from omegaconf import DictConfig
 
 from aetl.apps import load_run
 from aetl.errors import reports_errors
-from aetl.rundir import Run, register_resolvers
-from aetl.schema import check_config
-from aetl.train import pick_device
+from aetl.infra.distributed import pick_device
+from aetl.infra.rundir import Run, register_resolvers
+from aetl.infra.schema import check_config
 
 register_resolvers()
 

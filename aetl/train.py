@@ -16,21 +16,24 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from aetl.data import Pair, Side, frame_shape, load_source, load_target, map_target
-from aetl.distributed import World, join, leave
 from aetl.errors import AetlError, in_multirun, reports_errors
 from aetl.evaluate import Predictor, accuracy, fit_probe, reconstruction_metrics, source_head
 from aetl.fit import is_open
+from aetl.infra.distributed import World, join, leave, pick_device
+from aetl.infra.lock import owned
+from aetl.infra.loggers import open_loggers
+from aetl.infra.objective import check_objective, objective_value
+from aetl.infra.resume import Progress
+from aetl.infra.runconfig import finished_run
+from aetl.infra.rundir import Run, load_checkpoint, register_resolvers
+from aetl.infra.schema import check_config
+from aetl.infra.signals import StopSignals
 from aetl.loop import Loop, Phase
-from aetl.lock import owned
-from aetl.loggers import open_loggers
 from aetl.losses import AlignLoss, ClassifyLoss
 from aetl.models import AutoEncoder
-from aetl.objective import check_objective, objective_value
-from aetl.pretrain import Source, obtain_source, resumed_source
-from aetl.resume import Progress, StopSignals, finished_run
-from aetl.rundir import Run, load_checkpoint, register_resolvers
-from aetl.schema import check_config
-from aetl.strategies import Context, Strategy, load_weights
+from aetl.pretrain import SourceModel, obtain_mf, resumed_mf
+from aetl.strategies import Context, Strategy
+from aetl.transfer import load_weights
 
 log = logging.getLogger(__name__)
 register_resolvers()
@@ -70,8 +73,7 @@ def _train(cfg: DictConfig, run: Run, world: World, device: torch.device,
         return json.loads((run.root / "summary.json").read_text())
     progress = Progress(run, cfg, world, overrides)  # resumes from checkpoints/last.pt when the dir has one
     run.loggers = open_loggers(cfg.logger, run)  # after Progress: they start from what metrics.jsonl kept
-    loop = Loop.from_config(cfg.trainer, device, world)  # checks the trainer's numbers first
-    loop.signals = signals
+    loop = Loop.from_config(cfg.trainer, device, world, signals)  # checks the trainer's numbers first
     if cfg.trainer.threads:
         torch.set_num_threads(int(cfg.trainer.threads))
     strategy = instantiate(cfg.strategy)
@@ -89,19 +91,21 @@ def _train(cfg: DictConfig, run: Run, world: World, device: torch.device,
         return {}  # rank 0 checkpoints, evaluates and writes the run dir
     transfer_s = run.elapsed() - transfer_started
     # Checkpoint first, then evaluate: a failed evaluation still leaves the model to inspect.
-    run.save_checkpoint("target.pt", {"model": model.state_dict(), "model_cfg": OmegaConf.to_container(cfg.model),
-                                      "strategy": strategy.name, "shape": list(pair.shape)})
     used = mf if choice.strategy.uses_source else None  # (auto: the kept model may be scratch)
-    summary = {
+    trained = {  # what the run is, known before it is evaluated; target.pt carries it too
         "strategy": strategy.name, "source": source.name, "target": pair.target.name, "seed": cfg.seed,
         "labels_per_class": cfg.data.target.labels_per_class, "n_target_train": len(pair.target.train),
+        "source_labels": bool(used and used.labels), "transfer_steps": choice.steps}
+    run.save_checkpoint("target.pt", target_checkpoint(model, cfg, pair, trained))
+    summary = {
+        **{k: trained[k] for k in ("strategy", "source", "target", "seed", "labels_per_class", "n_target_train")},
         **evaluate_run(model, pair, cfg.eval, run),
         "pretrain_s": round(mf.seconds if mf else 0.0, 3), "transfer_s": round(transfer_s, 3),
         "total_s": round(run.elapsed(), 3), "device": str(device),
         "model": type(model).__name__, "latent_dim": model.latent_dim, "image_shape": list(pair.shape),
         **source.fit.summary("source"), **pair.target.fit.summary("target"),
         "source_model": mf.origin if mf else None, "source_cache": mf.cache if mf else None,
-        "source_labels": bool(used and used.labels), "align": cfg.trainer.align.kind,
+        "source_labels": trained["source_labels"], "align": cfg.trainer.align.kind,
         "transfer_steps": choice.steps, **choice.record(),
     }
     if cfg.app.get("_target_"):
@@ -115,17 +119,26 @@ def _train(cfg: DictConfig, run: Run, world: World, device: torch.device,
 
 
 def settle_mf(cfg: DictConfig, strategy: Strategy, source: Side, run: Run, loop: Loop, device: torch.device,
-              progress: Progress, world: World) -> Source:
-    """Mf as obtain_source finds it, or as an interrupted run of this dir had settled it."""
+              progress: Progress, world: World) -> SourceModel:
+    """Mf as obtain_mf finds it, or as an interrupted run of this dir had settled it."""
     shape = frame_shape(cfg.data)
-    if progress.past_source:
-        return resumed_source(cfg, shape, run, progress.context["source"], device, world)
-    mf = obtain_source(cfg, source, shape, strategy.pretrain, run, loop, device, progress)
-    progress.context["source"] = mf.provenance()
+    if progress.past_source:  # (a last.pt from before Mf's provenance was "mf" calls it "source")
+        return resumed_mf(cfg, shape, run, progress.context.get("mf") or progress.context["source"], device, world)
+    mf = obtain_mf(cfg, source, shape, strategy.pretrain, run, loop, device, progress)
+    progress.context["mf"] = mf.provenance()
     return mf
 
 
-def transfer(strategy: Strategy, pair: Pair, mf: Source | None, cfg: DictConfig, run: Run, loop: Loop,
+def target_checkpoint(model: AutoEncoder, cfg: DictConfig, pair: Pair, trained: dict) -> dict:
+    """target.pt: the model's weights and how to rebuild it (`recipe`), and what the apps need to
+    use it on their own (`aetl stylize run=<target.pt>`): the data config and the target's fit."""
+    return {"model": model.state_dict(), "recipe": model.recipe, "model_cfg": OmegaConf.to_container(cfg.model),
+            "strategy": trained["strategy"], "shape": list(pair.shape), "run": trained,
+            "data": OmegaConf.to_container(cfg.data, resolve=True), "cache_dir": cfg.cache_dir,
+            "fit": pair.target.fit.summary("target")}
+
+
+def transfer(strategy: Strategy, pair: Pair, mf: SourceModel | None, cfg: DictConfig, run: Run, loop: Loop,
              progress: Progress, device: torch.device) -> tuple[AutoEncoder, Choice]:
     """Build and train each model the strategy asks for on T (one; `auto`: a few, to choose
     among on the validation split) and return the one it keeps."""
@@ -136,9 +149,9 @@ def transfer(strategy: Strategy, pair: Pair, mf: Source | None, cfg: DictConfig,
     models, steps_of, position = [], [], 0
     for candidate in options:
         torch.manual_seed(cfg.seed + 1)  # every model starts as it would on its own, Mf trained or cached
-        ctx = Context(cfg.model, pair.shape, mf.model if mf and candidate.uses_source else None, device)
+        ctx = Context(cfg.model, pair.shape, mf=mf.model if mf and candidate.uses_source else None, device=device)
         model = candidate.build(ctx)
-        phases = active_phases(candidate, model, cfg.trainer)
+        phases = [p for p in candidate.phases(model, cfg.trainer, ctx) if p.steps > 0]
         steps = sum(p.steps for p in phases)
         kept = run.checkpoints / f"candidate_{candidate.name}.pt"
         started = run.elapsed()
@@ -162,10 +175,6 @@ def transfer(strategy: Strategy, pair: Pair, mf: Source | None, cfg: DictConfig,
     log.info("%s: chose %s on the validation split (%s)", strategy.name, options[chosen].name, "; ".join(
         f"{o.name}: val_mse {f['val_mse']:.5f}, val_acc {_pct(f['val_acc'])}" for o, f in zip(options, figures)))
     return models[chosen], Choice(options[chosen], steps_of[chosen], {o.name: f for o, f in zip(options, figures)})
-
-
-def active_phases(strategy: Strategy, model: AutoEncoder, trainer: DictConfig) -> list[Phase]:
-    return [p for p in strategy.phases(model, trainer) if p.steps > 0]
 
 
 def train_phases(strategy: Strategy, model: AutoEncoder, phases: list[Phase], pair: Pair, cfg: DictConfig,
@@ -214,7 +223,7 @@ def add_common_losses(phase: Phase, model: AutoEncoder, trainer: DictConfig, pai
                             "trainer.pretrain.cls_weight > 0 and use a strategy that starts from Mf")
         phase.losses.append(ClassifyLoss(trainer.transfer.cls_weight, on_source=True))
     if any(isinstance(t, (AlignLoss, ClassifyLoss)) for t in phase.losses):
-        phase.source = pair.source.train
+        phase.source_images = pair.source.train
 
 
 def evaluate_run(model: AutoEncoder, pair: Pair, cfg: DictConfig, run: Run) -> dict:
@@ -260,17 +269,3 @@ def validation_figures(model: AutoEncoder, pair: Pair, cfg: DictConfig, predict:
 def reconstruction(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     model.eval()
     return model(x).recon
-
-
-def pick_device(name: str) -> torch.device:
-    """`auto` takes CUDA when a device is visible, else the CPU; `mps` is Apple's GPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise AetlError("trainer.device=cuda but no CUDA device is visible; use trainer.device=auto or cpu")
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise AetlError("trainer.device=mps but PyTorch's MPS backend is not available here (it needs Apple "
-                        "silicon and macOS); use trainer.device=auto or cpu")
-    if name not in ("cpu", "cuda", "mps"):
-        raise AetlError(f"unknown trainer.device {name!r}; choose auto, cpu, cuda or mps")
-    return torch.device(name)

@@ -1,6 +1,9 @@
-"""Moving weights from the source model Mf into a target model that may be larger.
+"""Weights into a model, by one of two rules.
 
-Every tensor of Mf is copied into the tensor of the same name in the target: whole
+`load_weights`: a checkpoint's weights into the model they were trained in (Mf from the
+cache or `pretrained=`, a run's target model): every tensor must fit, or it is an error.
+
+`transfer_weights`: Mf's weights into a target model that may be larger. Every tensor of Mf is copied into the tensor of the same name in the target: whole
 when the shapes agree, as the leading block when they differ in size. What Mf does
 not provide is initialised by a fixed rule:
 - extra *input* columns or channels of a copied weight start at zero, so the target
@@ -17,6 +20,9 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+
+from aetl.errors import AetlError
+from aetl.models import AutoEncoder
 
 log = logging.getLogger(__name__)
 
@@ -59,3 +65,18 @@ def transfer_weights(target: nn.Module, source_state: dict[str, torch.Tensor]) -
         tensor[block] = src[block].to(tensor.dtype)
         report.partial.append(name)
     return report
+
+
+def load_weights(model: AutoEncoder, state: dict, origin: str) -> None:
+    """Copy `state` into model; any missing, unexpected or misshapen tensor is an AetlError."""
+    state = model.upgrade_state_dict(state)
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    misshapen = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or misshapen:
+        problems = [f"{label} {keys[:3]}" for label, keys in
+                    (("missing", missing), ("unexpected", unexpected), ("misshapen", misshapen)) if keys]
+        raise AetlError(f"the weights from {origin} do not fit the chosen model ({'; '.join(problems)}); "
+                        "choose the model config they were trained with")
+    model.load_state_dict(state)

@@ -31,9 +31,9 @@ import torch.nn.functional as F
 from hydra import compose, initialize_config_module
 
 from aetl.data import Split
+from aetl.infra.rundir import Run
 from aetl.loop import Loop, Phase
 from aetl.models import build_model, place
-from aetl.rundir import Run
 
 STRATEGIES = ["scratch", "fixed_init", "concat", "finetune", "mixed"]
 

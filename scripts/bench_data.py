@@ -125,15 +125,15 @@ def load(folder: Path, cache: Path, size: int) -> dict:
 def train_speed(folder: Path, cache: Path, size: int, model_name: str, steps: int, batch: int, rounds: int) -> dict:
     """Median training images/s of the model with the images on the device and streamed."""
     from hydra import compose, initialize_config_module
+    from omegaconf import OmegaConf
 
     from aetl.data import Split
     from aetl.imagecache import ImageCache
+    from aetl.infra.distributed import pick_device
+    from aetl.infra.rundir import Run
     from aetl.loop import Loop, Phase
     from aetl.models import build_model, place
-    from aetl.rundir import Run
     from aetl.storage import Storage, upload
-    from aetl.train import pick_device
-    from omegaconf import OmegaConf
 
     with initialize_config_module("aetl.configs", version_base="1.3"):
         cfg = compose("train", overrides=[f"model={model_name}"])

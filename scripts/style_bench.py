@@ -29,7 +29,7 @@ from aetl.apps import load_run
 from aetl.apps.checkerboard import checkerboard
 from aetl.apps.refine import StyleLoss, gatys, refine
 from aetl.apps.style import load_image, stylize
-from aetl.grid import labelled_grid, png_info
+from aetl.infra.grid import labelled_grid, png_info
 
 SIZE = 256
 ALPHAS = (0.0, 0.25, 0.5, 1.0)

@@ -10,9 +10,9 @@ from PIL import Image
 from aetl.apps.augment import augment, move_codes, move_pixels, restyled, run_app, source_sample
 from aetl.data import load_pair
 from aetl.errors import AetlError
+from aetl.infra.rundir import Run, load_checkpoint
 from aetl.models import build_model
 from aetl.models.conv import ConvAE
-from aetl.rundir import Run, load_checkpoint
 from aetl.train import train
 
 

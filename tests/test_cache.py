@@ -3,12 +3,13 @@
 import json
 import multiprocessing
 
+import pytest
 import torch
 
-from aetl.cache import SourceCache
-from aetl.rundir import load_checkpoint
+from aetl.infra.cache import SourceCache
+from aetl.infra.rundir import load_checkpoint
 from aetl.train import train
-from test_train import FIGURES, read_metrics
+from conftest import FIGURES, TINY, TINY_MODEL, read_metrics
 
 
 def test_second_job_reuses_mf_and_gets_the_same_figures(make_cfg, tmp_path):
@@ -34,13 +35,12 @@ def test_a_changed_pretrain_setting_or_seed_misses(make_cfg, tmp_path):
 def _job(overrides, out, queue):
     from hydra import compose, initialize_config_module
 
-    from conftest import TINY, TINY_MODEL
-
     with initialize_config_module("aetl.configs", version_base="1.3"):
         cfg = compose("train", overrides=[*TINY, *TINY_MODEL, *overrides])
     queue.put(train(cfg, out)["source_cache"])
 
 
+@pytest.mark.slow
 def test_two_concurrent_jobs_end_with_one_valid_entry(tmp_path):
     cache_dir = tmp_path / "cache"
     ctx = multiprocessing.get_context("spawn")

@@ -2,27 +2,16 @@
 
 import json
 import os
-import shutil
 import subprocess
-import sys
-from pathlib import Path
+from datetime import datetime, timedelta
 
 import numpy as np
 import pytest
 
 from aetl import __version__ as aetl_version
-from conftest import TINY, TINY_MODEL, options
-from test_train import SUMMARY_KEYS
+from conftest import AETL, SUMMARY_KEYS, TINY, TINY_MODEL, aetl, options
 
 pytestmark = pytest.mark.slow
-AETL = shutil.which("aetl", path=str(Path(sys.executable).parent)) or shutil.which("aetl")
-
-
-def aetl(*args, cwd, env=None):
-    assert AETL, "the aetl command is not installed: pip install -e '.[test]'"
-    return subprocess.run([AETL, *args], cwd=cwd, capture_output=True, text=True, timeout=300, env=env)
-
-
 def test_help_lists_the_commands(tmp_path):
     out = aetl("--help", cwd=tmp_path)
     assert out.returncode == 0
@@ -143,15 +132,22 @@ def test_two_job_sweep_through_the_submitit_local_executor(tmp_path):
 
 
 def test_sweeps_started_in_the_same_second_get_their_own_dirs(tmp_path):
-    """Also through submitit, whose jobs resolve the sweep dir again in their own processes."""
+    """The collision is forced: every timestamped sweep dir of the next minutes is taken
+    beforehand, so both sweeps (the second through submitit, whose jobs resolve the sweep dir
+    again in their own processes) must step aside to HH-MM-SS_1 (or _2: the same second)."""
+    now = datetime.now()
+    taken = {(now + timedelta(seconds=s)).strftime("%Y-%m-%d/%H-%M-%S") for s in range(-2, 240)}
+    for stamp in taken:
+        (tmp_path / "multirun" / stamp).mkdir(parents=True)
     args = [AETL, "train", "-m", *TINY, "model=mlp", "model.hidden=[8]", "model.latent_dim=2", "cache_dir=null",
             "trainer.pretrain.steps=5", "trainer.transfer.steps=5", "seed=0,1"]
     sweeps = [subprocess.Popen([*args, *launcher], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
               for launcher in ([], ["hydra/launcher=local"])]
     assert [p.wait(timeout=300) for p in sweeps] == [0, 0]
     dirs = sorted(p.parent for p in tmp_path.glob("multirun/*/*/multirun.yaml"))
-    if len(dirs) == 2 and dirs[0].name[:8] == dirs[1].name[:8]:  # the same second: one of them is HH-MM-SS_1
-        assert dirs[1].name == dirs[0].name + "_1"
     assert len(dirs) == 2
     for sweep in dirs:
+        base, _, n = sweep.name.partition("_")
+        assert f"{sweep.parent.name}/{base}" in taken and n in ("1", "2"), sweep
         assert [json.loads((sweep / str(i) / "summary.json").read_text())["seed"] for i in (0, 1)] == [0, 1]
+    assert not [p for p in tmp_path.glob("multirun/*/*") if f"{p.parent.name}/{p.name}" in taken and any(p.iterdir())]

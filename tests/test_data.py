@@ -1,5 +1,3 @@
-import gzip
-import struct
 
 import numpy as np
 import pytest
@@ -10,6 +8,7 @@ from aetl.data import fixed_splits, load_pair, sample_balanced, stratified_order
 from aetl.domains import digits, folder, mnist
 from aetl.domains.shape import Fit, fit_images
 from aetl.errors import AetlError
+from conftest import write_idx
 
 CPU = torch.device("cpu")
 
@@ -94,20 +93,14 @@ def test_bundled_domains():
     assert m.images.dtype == np.uint8 and m.images.max() == 255
 
 
-def _write_idx(path, array, gz):
-    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    data = header + array.astype(np.uint8).tobytes()
-    (gzip.open if gz else open)(path, "wb").write(data)
-
-
 @pytest.mark.parametrize("layout,gz", [("", True), ("MNIST/raw", False)])
 def test_mnist_from_idx_files(tmp_path, layout, gz):
     folder_ = tmp_path / layout
     folder_.mkdir(parents=True, exist_ok=True)
     ext = ".gz" if gz else ""
     images = np.arange(3 * 28 * 28).reshape(3, 28, 28) % 256
-    _write_idx(folder_ / f"train-images-idx3-ubyte{ext}", images, gz)
-    _write_idx(folder_ / f"train-labels-idx1-ubyte{ext}", np.array([7, 1, 2]), gz)
+    write_idx(folder_ / f"train-images-idx3-ubyte{ext}", images, gz)
+    write_idx(folder_ / f"train-labels-idx1-ubyte{ext}", np.array([7, 1, 2]), gz)
     d = mnist.load(root=str(tmp_path))
     assert d.images.shape == (3, 1, 28, 28) and d.labels.tolist() == [7, 1, 2]
     assert d.images.dtype == np.uint8 and np.array_equal(d.images[0, 0], images[0])
@@ -118,8 +111,8 @@ def test_idx_errors(tmp_path):
         mnist.load(root=str(tmp_path / "nope"))
     with pytest.raises(AetlError, match="no IDX files"):
         mnist.load(root=str(tmp_path))
-    _write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((3, 28, 28)), False)
-    _write_idx(tmp_path / "train-labels-idx1-ubyte", np.zeros(3), False)
+    write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((3, 28, 28)), False)
+    write_idx(tmp_path / "train-labels-idx1-ubyte", np.zeros(3), False)
     raw = (tmp_path / "train-images-idx3-ubyte").read_bytes()
     (tmp_path / "train-images-idx3-ubyte").write_bytes(raw[:-100])
     with pytest.raises(AetlError, match="truncated"):

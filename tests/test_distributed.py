@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from aetl.train import train
-from conftest import TINY, TINY_MODEL
+from conftest import TINY, TINY_MODEL, processes, signal_at, wait_for_step
 
 pytestmark = pytest.mark.slow
 TORCHRUN = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
@@ -38,7 +38,6 @@ def test_two_ranks_write_one_run_dir_and_match_a_single_process(make_cfg, tmp_pa
 def test_two_ranks_resume_a_run_a_signal_stopped(make_cfg, tmp_path, monkeypatch):
     """Rank 0 reads last.pt and source.pt and hands them to the other rank."""
     from aetl.errors import Interrupted
-    from test_resume import signal_at
 
     cfg = make_cfg("cache_dir=null", "strategy=fixed_init", "trainer.checkpoint_every=3")
     with monkeypatch.context() as patch:
@@ -63,7 +62,6 @@ def test_two_ranks_resume_a_run_a_signal_stopped(make_cfg, tmp_path, monkeypatch
 def test_a_signal_to_one_rank_stops_every_rank_with_a_checkpoint(tmp_path):
     """Only rank 1 gets SIGTERM; rank 0 learns of it at the next logging point, saves
     last.pt and both stop after the same step. torchrun then resumes the run."""
-    from test_resume import processes, wait_for_step
 
     overrides = [*TINY, *TINY_MODEL, "cache_dir=null", "trainer.pretrain.steps=700", "trainer.eval_every=10"]
     command = [TORCHRUN, "--standalone", "--nproc_per_node=2", "-m", "aetl", "train", *overrides, "hydra.run.dir=run"]

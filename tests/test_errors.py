@@ -15,21 +15,11 @@ from omegaconf import OmegaConf
 from aetl import cli
 from aetl.domains import folder
 from aetl.errors import AetlError, reports_errors, user_error
+from aetl.infra.runconfig import identity
+from aetl.infra.rundir import load_checkpoint
 from aetl.loop import Objective
-from aetl.resume import identity
-from aetl.rundir import load_checkpoint
 from aetl.train import train
-from conftest import options
-
-
-def run_cli(tmp_path, monkeypatch, capsys, *args):
-    """`aetl <args>` in this process, from tmp_path; returns (exit status, stderr lines)."""
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit) as stopped:
-        cli.main(list(args))
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert not (tmp_path / "outputs").exists()  # refused before Hydra made a run dir
-    return stopped.value.code, lines
+from conftest import TINY, TINY_MODEL, options, run_cli
 
 
 @pytest.mark.parametrize("override, message", [
@@ -133,8 +123,6 @@ def test_debug_flag_shows_the_traceback(monkeypatch, caplog):
 
 def test_a_run_dir_started_with_another_config_is_refused_before_hydra_writes(make_cfg, tmp_path, monkeypatch,
                                                                               capsys):
-    from conftest import TINY, TINY_MODEL
-
     run = tmp_path / "run dir"
     (run / ".hydra").mkdir(parents=True)
     (run / ".hydra" / "config.yaml").write_text("what Hydra wrote\n")
@@ -196,7 +184,7 @@ def poisoned(path: Path, to: Path) -> Path:
 
 def test_non_finite_weights_are_refused_from_pretrained_run_and_the_cache(make_cfg, tmp_path, caplog):
     from aetl.apps import load_run
-    from aetl.cache import SourceCache
+    from aetl.infra.cache import SourceCache
 
     cfg = make_cfg("cache_dir=null", "trainer.pretrain.steps=4", "trainer.transfer.steps=2")
     train(cfg, tmp_path / "run")

@@ -1,4 +1,4 @@
-"""Labelled, padded image grids (aetl.grid) and the run dir's grids."""
+"""Labelled, padded image grids (aetl.infra.grid) and the run dir's grids."""
 
 import json
 
@@ -7,8 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from aetl.grid import BACKGROUND, labelled_grid
-from aetl.rundir import Run
+from aetl.infra.grid import BACKGROUND, labelled_grid
+from aetl.infra.rundir import Run
 
 
 def test_tiles_sit_in_a_padded_lattice_with_the_labels_before_and_above():

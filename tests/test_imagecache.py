@@ -17,15 +17,7 @@ from aetl.errors import AetlError
 from aetl.fit import FitChoice
 from aetl.imagecache import ImageCache
 from aetl.storage import Storage
-
-
-def make_folder(root, n=12, colour=True, seed=0):
-    rng = np.random.default_rng(seed)
-    for i in range(n):
-        (root / f"class{i % 2}").mkdir(parents=True, exist_ok=True)
-        shape = (10, 12, 3) if colour else (10, 12)
-        Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(root / f"class{i % 2}" / f"{i:03d}.png")
-    return root
+from conftest import make_folder, write_idx
 
 
 def folder_spec(root, size=8):
@@ -74,6 +66,7 @@ def _load_in_process(root, cache_dir, queue):
     queue.put((cache.misses, domain.images.sum(dtype=np.int64).item()))
 
 
+@pytest.mark.slow
 def test_concurrent_jobs_decode_once(tmp_path):
     root = make_folder(tmp_path / "images", n=300)
     ctx = multiprocessing.get_context("spawn")
@@ -142,14 +135,12 @@ def test_an_unreadable_entry_is_decoded_again(tmp_path, caplog):
 
 
 def test_idx_files_that_change_are_read_again(tmp_path):
-    from test_data import _write_idx
-
-    _write_idx(tmp_path / "train-images-idx3-ubyte", np.full((3, 28, 28), 7), False)
-    _write_idx(tmp_path / "train-labels-idx1-ubyte", np.array([1, 2, 3]), False)
+    write_idx(tmp_path / "train-images-idx3-ubyte", np.full((3, 28, 28), 7), False)
+    write_idx(tmp_path / "train-labels-idx1-ubyte", np.array([1, 2, 3]), False)
     spec = OmegaConf.create({"_target_": "aetl.domains.mnist.load", "root": str(tmp_path), "provider": "idx"})
     cache = ImageCache(tmp_path / "cache")
     assert cache.load(spec, "source")[0].images.max() == 7
     assert cache.load(spec, "source")[0].images.max() == 7 and cache.misses == 1
-    _write_idx(tmp_path / "train-images-idx3-ubyte", np.full((3, 28, 28), 9), False)
+    write_idx(tmp_path / "train-images-idx3-ubyte", np.full((3, 28, 28), 9), False)
     os.utime(tmp_path / "train-images-idx3-ubyte", ns=(1, 1))
     assert cache.load(spec, "source")[0].images.max() == 9 and cache.misses == 2

@@ -1,4 +1,4 @@
-"""One process per run dir (aetl/lock.py), and a read-only or full output location as one
+"""One process per run dir (aetl/infra/lock.py), and a read-only or full output location as one
 line naming it, for every command."""
 
 from __future__ import annotations
@@ -16,23 +16,23 @@ from pathlib import Path
 
 import pytest
 
-from aetl import lock
-from aetl.cache import SourceCache
 from aetl.errors import AetlError, reports_errors, user_error
+from aetl.infra import lock
+from aetl.infra.cache import SourceCache
 from aetl.report import main as report
-from conftest import TINY, TINY_MODEL
-from test_errors import run_cli
+from conftest import AETL, TINY, TINY_MODEL, aetl, make_job, run_cli
 
-HOLD = "import sys, time; from aetl.lock import claim; claim(sys.argv[1]); print('held', flush=True); time.sleep(300)"
+HOLD = "import sys, time; from aetl.infra.lock import claim; claim(sys.argv[1]); print('held', flush=True); time.sleep(300)"
 
 
 def hold(run: Path) -> subprocess.Popen:
-    """Another process holding run (it only imports aetl.lock: no torch, quick to start)."""
+    """Another process holding run (it only imports aetl.infra.lock: no torch, quick to start)."""
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(run)], stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
     return holder
 
 
+@pytest.mark.slow
 def test_a_run_dir_in_use_is_refused_naming_the_other_process_and_a_killed_one_blocks_nothing(
         tmp_path, monkeypatch, capsys):
     run = tmp_path / "run"
@@ -115,7 +115,7 @@ def test_a_read_only_cache_is_refused_and_a_full_one_is_a_warning(tmp_path, monk
         raise AetlError(f"could not write {path} (No space left on device); free some space")
 
     cache = SourceCache(tmp_path / "cache")
-    monkeypatch.setattr("aetl.cache.atomic_write", disk_full)
+    monkeypatch.setattr("aetl.infra.cache.atomic_write", disk_full)
     with caplog.at_level(logging.WARNING):
         assert cache.store("k", {"model": {}}, {}) is None  # the job goes on with its model
     assert caplog.messages == [f"source model not cached: could not write {cache.entry('k').parent / 'spec.json'} "
@@ -139,8 +139,6 @@ def test_a_file_a_job_cannot_write_is_one_line(caplog):
 
 
 def test_report_out_that_cannot_be_written_is_one_line(tmp_path, monkeypatch, capsys):
-    from test_report import make_job
-
     make_job(tmp_path / "sweep", "a", ["strategy=scratch"], {"strategy": "scratch", "seed": 0, "target_mse": 0.1})
     (tmp_path / "file").write_text("")
     assert report([str(tmp_path / "sweep"), "--out", str(tmp_path / "file" / "out")]) == 2
@@ -160,7 +158,6 @@ def test_report_out_that_cannot_be_written_is_one_line(tmp_path, monkeypatch, ca
 def test_two_trains_into_one_run_dir(tmp_path, monkeypatch, capsys):
     """The second is refused while the first runs (held still with SIGSTOP, so the test does not
     race it); the first, killed, resumes; no line of metrics.jsonl is doubled."""
-    from test_cli import AETL, aetl
 
     args = [*TINY, *TINY_MODEL, "cache_dir=null", "trainer.pretrain.steps=200", "trainer.checkpoint_every=50",
             "hydra.run.dir=run"]

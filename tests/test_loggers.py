@@ -8,9 +8,9 @@ import re
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from aetl.rundir import Run
+from aetl.infra.rundir import Run
 from aetl.train import train
-from test_train import read_metrics
+from conftest import read_metrics
 
 RESUMABLE = ["cache_dir=null", "trainer.checkpoint_every=7", "trainer.pretrain.steps=40", "trainer.transfer.steps=30"]
 

@@ -2,12 +2,12 @@ import pytest
 import torch
 
 from aetl.errors import AetlError
+from aetl.infra.rundir import Run, load_checkpoint
 from aetl.models import build_model
 from aetl.models.conv import ConvAE
 from aetl.models.fconv import FullyConvAE
 from aetl.models.mlp import MLPAE
 from aetl.models.resnet import ResNetAE
-from aetl.rundir import Run, load_checkpoint
 from aetl.transfer import transfer_weights
 
 

@@ -6,9 +6,7 @@ import os
 
 import pytest
 
-from conftest import TINY
-from test_cli import aetl
-from test_imagecache import make_folder
+from conftest import TINY, aetl, make_folder
 
 pytestmark = pytest.mark.slow
 

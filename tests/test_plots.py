@@ -9,7 +9,7 @@ from matplotlib.figure import Figure
 
 from aetl.plots import plot_all
 from aetl.report import main
-from test_report import make_job
+from conftest import make_job
 
 
 def row(strategy, n=100, lpc=10, steps=300, labels=True, variant="", acc=0.9, mse=0.002, augmented=math.nan, seeds=3):

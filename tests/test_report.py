@@ -1,31 +1,14 @@
 """aetl report on a hand-made sweep: means, stds, gains, steps-to-match, left-out runs."""
 
 import csv
-import json
 import math
 
 import pytest
-import yaml
 
 from aetl.report import main
+from conftest import make_job
 
 CURVES = {0: [0.020, 0.010, 0.009, 0.006, 0.005, 0.004], 1: [0.022, 0.012, 0.007, 0.006, 0.005, 0.004]}
-
-
-def make_job(root, name, overrides, summary=None, curve=None, log=""):
-    job = root / name
-    (job / ".hydra").mkdir(parents=True)
-    (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
-    (job / "run.log").write_text(log)
-    if curve:
-        lines = [{"phase": "transfer", "epoch": 0, "step": 50 * (i + 1), "time_s": 1.0, "val_mse": v}
-                 for i, v in enumerate(curve)]
-        (job / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
-    if summary:
-        base = {"source": "mnist", "target": "digits", "n_target_train": 100, "labels_per_class": 10,
-                "source_labels": False, "transfer_steps": 300, "pretrain_s": 10.0, "transfer_s": 2.0,
-                "total_s": 15.0, "target_psnr": 25.0}
-        (job / "summary.json").write_text(json.dumps({**base, **summary}))
 
 
 @pytest.fixture

@@ -8,38 +8,19 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
 
 import aetl.train as pipeline
 from aetl.errors import AetlError, Interrupted
-from aetl.rundir import Run, load_checkpoint
+from aetl.infra.rundir import Run, load_checkpoint
 from aetl.train import train
-from conftest import TINY, TINY_MODEL
-from test_cli import aetl
-from test_train import FIGURES, read_metrics
+from conftest import FIGURES, TINY, TINY_MODEL, aetl, processes, read_metrics, signal_at, wait_for_step, without_time
 
 # Enough steps that a kill lands mid-phase; checkpoints between logging points, so that
 # resuming also restores the loss sums of a half-filled logging window.
 LONGER = ["cache_dir=null", "trainer.checkpoint_every=7", "trainer.pretrain.steps=40", "trainer.transfer.steps=30"]
-
-
-def without_time(records):
-    return [{k: v for k, v in r.items() if k != "time_s"} for r in records]
-
-
-def signal_at(monkeypatch, at_phase, at_step, signum=signal.SIGTERM):
-    """Send signum to this process when the loop logs (at_phase, at_step), as SLURM or Ctrl-C would."""
-    log_metrics = Run.log_metrics
-
-    def log_and_signal(self, phase, epoch=None, step=None, **metrics):
-        log_metrics(self, phase, epoch, step, **metrics)
-        if (phase, step) == (at_phase, at_step):
-            os.kill(os.getpid(), signum)
-
-    monkeypatch.setattr(Run, "log_metrics", log_and_signal)
 
 
 @pytest.mark.parametrize("strategy, phase, step", [("finetune", "pretrain", 20), ("fixed_init", "transfer", 15),
@@ -95,7 +76,7 @@ def test_resume_refuses_another_config_and_a_finished_run(make_cfg, tmp_path, mo
 
 WRITER = """
 import sys, torch
-from aetl.rundir import Run
+from aetl.infra.rundir import Run
 run = Run(sys.argv[1])
 for version in range(10 ** 6):
     run.save_checkpoint("last.pt", {"model": {"w": torch.full((200_000,), float(version))}, "version": version})
@@ -115,19 +96,6 @@ def test_a_kill_while_writing_leaves_the_previous_or_the_new_checkpoint(tmp_path
         writer.wait()
         state = load_checkpoint(path)
         assert state["version"] >= 0 and torch.equal(state["model"]["w"], torch.full((200_000,), float(state["version"])))
-
-
-def wait_for_step(run: Path, phase: str, step: int, proc: subprocess.Popen) -> None:
-    """Return once metrics.jsonl shows phase at step or later."""
-    metrics = run / "metrics.jsonl"
-    while proc.poll() is None:
-        if metrics.exists():
-            for line in metrics.read_text().splitlines():
-                record = json.loads(line) if line.endswith("}") else {}
-                if record.get("phase") == phase and record["step"] >= step:
-                    return
-        time.sleep(0.005)
-    raise AssertionError(f"the run ended before {phase} step {step}: {proc.stderr.read()}")
 
 
 @pytest.mark.slow
@@ -171,15 +139,6 @@ def test_kill_anywhere_and_resume_gives_the_uninterrupted_figures(tmp_path):
     again = aetl("train", "resume=run", cwd=tmp_path)
     assert again.returncode != 0 and "already holds a finished run" in again.stderr
     assert json.loads((run / "summary.json").read_text()) == resumed
-
-
-def processes():
-    """(pid, command line with NUL between the arguments) of the processes running now."""
-    for proc in Path("/proc").iterdir():
-        try:
-            yield int(proc.name), (proc / "cmdline").read_text(errors="replace")
-        except (ValueError, OSError):  # not a process, or one that has just ended
-            continue
 
 
 @pytest.mark.slow

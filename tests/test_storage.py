@@ -12,8 +12,7 @@ from aetl.data import Split, load_pair
 from aetl.errors import AetlError, Interrupted
 from aetl.storage import Feed, Storage, _Rows
 from aetl.train import train
-from test_resume import signal_at, without_time
-from test_train import FIGURES, read_metrics
+from conftest import FIGURES, read_metrics, signal_at, without_time
 
 CPU = torch.device("cpu")
 # A memory budget nothing fits in: `auto` streams both domains, with one worker process.

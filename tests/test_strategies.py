@@ -9,10 +9,11 @@ from omegaconf import OmegaConf
 
 from aetl.data import Split
 from aetl.errors import AetlError
+from aetl.infra.rundir import Run
 from aetl.loop import Loop, Phase
 from aetl.models import build_model
-from aetl.rundir import Run
-from aetl.strategies import Context, load_weights
+from aetl.strategies import Context
+from aetl.transfer import load_weights
 
 CPU = torch.device("cpu")
 SHAPE = (1, 16, 16)
@@ -32,16 +33,11 @@ def conv_cfg(make_cfg):
     return make_cfg("model=conv", "model.channels=[4,8]", "model.latent_dim=4")
 
 
-def source_and_ctx(cfg):
+def source_and_ctx(cfg, tmp_path):
     source = build_model(cfg.model, SHAPE)
     LOOP.run(source, Phase("pretrain", 5, 16, [{"params": list(source.parameters()), "lr": 1e-2}]),
-             TRAIN, X[:8], Run(_tmp()), seed=0)  # real BatchNorm statistics
+             TRAIN, X[:8], Run(tmp_path / "mf"), seed=0)  # real BatchNorm statistics
     return source, Context(cfg.model, SHAPE, source, CPU)
-
-
-def _tmp():
-    import tempfile
-    return tempfile.mkdtemp()
 
 
 def strategy(cfg, name, *overrides):
@@ -71,20 +67,20 @@ def assert_same(module, before):
 
 
 def test_scratch_is_fresh_and_trains_everything(conv_cfg, tmp_path):
-    source, ctx = source_and_ctx(conv_cfg)
+    source, ctx = source_and_ctx(conv_cfg, tmp_path)
     s = strategy(conv_cfg, "scratch")
     model = s.build(ctx)
     assert not s.uses_source and not torch.equal(model.encoder[0].weight, source.encoder[0].weight)
-    (phase,) = s.phases(model, conv_cfg.trainer)
+    (phase,) = s.phases(model, conv_cfg.trainer, ctx)
     assert sum(len(g["params"]) for g in phase.groups) == len(list(model.parameters()))
 
 
 def test_finetune_copies_mf_and_unfreezes_gradually(conv_cfg, tmp_path):
-    source, ctx = source_and_ctx(conv_cfg)
+    source, ctx = source_and_ctx(conv_cfg, tmp_path)
     s = strategy(conv_cfg, "finetune", "encoder_lr_scale=0.1", "unfreeze_fraction=0.4")
     model = s.build(ctx)
     assert_same(model, state(source))
-    first, second = s.phases(model, conv_cfg.trainer)
+    first, second = s.phases(model, conv_cfg.trainer, ctx)
     assert first.steps + second.steps == conv_cfg.trainer.transfer.steps and first.steps == 4
     enc, rest = second.groups
     assert enc["lr"] == pytest.approx(0.1 * rest["lr"])
@@ -97,7 +93,7 @@ def test_finetune_copies_mf_and_unfreezes_gradually(conv_cfg, tmp_path):
 
 def test_fixed_init_preserves_mf_in_a_larger_model_then_freezes_then_ties(make_cfg, tmp_path):
     cfg = make_cfg("model=conv", "model.channels=[4,8]", "model.latent_dim=4")
-    source, ctx = source_and_ctx(cfg)
+    source, ctx = source_and_ctx(cfg, tmp_path)
     s = strategy(cfg, "fixed_init", "target_model={latent_dim: 7, channels: [6, 8]}", "frozen_fraction=0.5",
                  "feature_weight=0.5")
     model = s.build(ctx)
@@ -108,7 +104,7 @@ def test_fixed_init_preserves_mf_in_a_larger_model_then_freezes_then_ties(make_c
     model.eval(), source.eval()
     assert torch.allclose(model(X).recon, source(X).recon, atol=1e-6)
     assert torch.allclose(model.encode(X)[:, :4], source.encode(X), atol=1e-6)
-    frozen, tied = s.phases(model, cfg.trainer)
+    frozen, tied = s.phases(model, cfg.trainer, ctx)
     assert model.encoder in frozen.frozen and tied.losses
     encoder_before = state(model.encoder)
     train_phases(model, [frozen], tmp_path)
@@ -122,30 +118,30 @@ def test_fixed_init_preserves_mf_in_a_larger_model_then_freezes_then_ties(make_c
 @pytest.mark.parametrize("backbone", [["model=conv", "model.channels=[4,8]"], ["model=mlp", "model.hidden=[16]"]])
 def test_concat_feeds_a_frozen_mf_to_a_larger_model(make_cfg, tmp_path, at, backbone):
     cfg = make_cfg(*backbone, "model.latent_dim=4")
-    source, ctx = source_and_ctx(cfg)
+    source, ctx = source_and_ctx(cfg, tmp_path)
     s = strategy(cfg, "concat", f"at={at}", "target_model={latent_dim: 9}")
     model = s.build(ctx)
     out = model(X[:5])
     assert out.recon.shape == (5, *SHAPE) and out.z.shape == (5, 9 + 4)
     source.eval()
     assert torch.allclose(out.z[:, 9:], source.encode(X[:5]))
-    mf_before = state(model.source)
-    train_phases(model, s.phases(model, cfg.trainer), tmp_path)
-    assert_same(model.source, mf_before)  # weights and BatchNorm statistics
+    mf_before = state(model.mf)
+    train_phases(model, s.phases(model, cfg.trainer, ctx), tmp_path)
+    assert_same(model.mf, mf_before)  # weights and BatchNorm statistics
     assert not torch.equal(model.decoder[0].weight, build_model(cfg.model, SHAPE).decoder[0].weight)
 
 
 def test_mixed_concat_finetune_starts_the_inner_model_from_mf(conv_cfg, tmp_path):
-    source, ctx = source_and_ctx(conv_cfg)
+    source, ctx = source_and_ctx(conv_cfg, tmp_path)
     s = strategy(conv_cfg, "mixed", "parts=[concat,finetune]")
     model = s.build(ctx)
     assert torch.equal(model.encoder[0].weight, source.encoder[0].weight)
     assert model.decoder[0].weight.shape[1] == 2 * source.latent_dim  # [own code, Mf code]
     assert torch.equal(model.decoder[0].weight[:, :4], source.decoder[0].weight)
     assert (model.decoder[0].weight[:, 4:] == 0).all()
-    mf_before = state(model.source)
-    train_phases(model, s.phases(model, conv_cfg.trainer), tmp_path)
-    assert_same(model.source, mf_before)
+    mf_before = state(model.mf)
+    train_phases(model, s.phases(model, conv_cfg.trainer, ctx), tmp_path)
+    assert_same(model.mf, mf_before)
 
 
 @pytest.mark.parametrize("parts", ["[finetune,fixed_init]", "[concat,scratch]", "[concat]", "[concat,concat]"])

@@ -11,9 +11,9 @@ from aetl.apps.checkerboard import checkerboard, periodic_share
 from aetl.apps.refine import StyleLoss, gatys, refine
 from aetl.apps.style import adain, depths, run_app, stylize, wct
 from aetl.errors import AetlError
+from aetl.infra.rundir import Run
 from aetl.models.conv import ConvAE
 from aetl.models.fconv import FullyConvAE
-from aetl.rundir import Run
 
 
 def maps(seed, shift=0.0, scale=1.0):

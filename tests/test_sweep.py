@@ -9,9 +9,9 @@ import yaml
 from omegaconf import OmegaConf
 
 from aetl.errors import AetlError
-from aetl.objective import check_objective, objective_value
+from aetl.infra.objective import check_objective, objective_value
 from aetl.train import train
-from conftest import TINY, TINY_MODEL
+from conftest import TINY, TINY_MODEL, aetl
 
 
 def objective(key="target_val_mse", direction="minimize"):
@@ -40,8 +40,6 @@ def test_a_test_split_objective_is_refused_before_anything_trains(make_cfg, tmp_
 
 @pytest.mark.slow
 def test_a_three_trial_optuna_search_over_the_transfer_lr(tmp_path):
-    from test_cli import aetl
-
     # Values given on the command line are fixed: only trainer.transfer.lr is searched.
     out = aetl("train", "hparams_search=optuna", *TINY, *TINY_MODEL, "trainer.pretrain.lr=2e-3",
                "hydra.sweeper.n_trials=3", "hydra.sweep.dir=search", cwd=tmp_path)
@@ -62,8 +60,6 @@ def test_a_three_trial_optuna_search_over_the_transfer_lr(tmp_path):
 
 @pytest.mark.slow
 def test_a_sweep_with_a_failed_job_ends_non_zero_naming_its_log(tmp_path):
-    from test_cli import aetl
-
     out = aetl("train", "-m", *TINY, *TINY_MODEL, "strategy=scratch", "data.target.labels_per_class=1,50",
                "hydra.sweep.dir=sweep", cwd=tmp_path)
     assert out.returncode == 1

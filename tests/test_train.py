@@ -5,15 +5,7 @@ from PIL import Image
 
 from aetl.errors import AetlError
 from aetl.train import train
-
-SUMMARY_KEYS = {"strategy", "source", "target", "seed", "labels_per_class", "n_target_train", "target_mse",
-                "target_psnr", "target_acc", "source_mse", "pretrain_s", "transfer_s", "total_s", "device"}
-FIGURES = ["target_mse", "target_psnr", "target_acc", "source_mse", "target_val_mse"]
-
-
-def read_metrics(run):
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-
+from conftest import FIGURES, SUMMARY_KEYS, TINY, read_metrics
 
 def test_finetune_run_writes_the_whole_run_dir(make_cfg, tmp_path):
     summary = train(make_cfg("strategy=finetune"), tmp_path)
@@ -62,8 +54,6 @@ def test_pretrained_checkpoint_replaces_pretraining(make_cfg, tmp_path):
 
 def test_style_transfer_brings_the_fully_convolutional_backbone_it_needs(tmp_path):
     from hydra import compose, initialize_config_module
-
-    from conftest import TINY
 
     small = ["model.channels=[4,8]", "model.latent_channels=4", "app.size=32", "app.alphas=[1.0]"]
     with initialize_config_module("aetl.configs", version_base="1.3"):

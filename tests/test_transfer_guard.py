@@ -13,8 +13,8 @@ from PIL import Image
 from aetl.domains import synthetic
 from aetl.errors import AetlError, user_error
 from aetl.fit import TIE_SHARE
+from aetl.infra.rundir import load_checkpoint
 from aetl.rank import rank, recommend
-from aetl.rundir import load_checkpoint
 from aetl.train import train
 from conftest import options
 

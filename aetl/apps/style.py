@@ -90,7 +90,7 @@ def stylize(model: AutoEncoder, content: torch.Tensor, style: torch.Tensor, meth
     levels = depths(model) if levels is None else levels
     check(model, method, alpha, levels)
     h, w = content.shape[2:]
-    factor = getattr(model, "factor", 1)
+    factor = model.factor
     x, style = padded(content, factor), padded(style, factor)
     for depth in range(levels):
         target = encoded_to(model, style, depth)
@@ -153,7 +153,7 @@ def run_app(model: AutoEncoder, run, content: str, style: str, method: str = "wc
     for alpha in alphas:  # every setting checked before anything is written
         check(model, method, alpha, levels)
     h, w = x_content.shape[2:]
-    factor = getattr(model, "factor", 1)
+    factor = model.factor
     loss = StyleLoss(model, padded(x_content, factor), padded(x_style, factor))
 
     def measured(x: torch.Tensor, when: str) -> dict[str, float]:

@@ -1,10 +1,12 @@
 """Autoencoder backbones behind one small interface.
 
 Every backbone is an `AutoEncoder` with an `encoder` and a `decoder` module, so
-code that moves weights between models (the strategies) never special-cases one. A
-convolutional backbone also tells an app what it needs: `factor`, the stride its
-input's sides must be divisible by, and `features(x)`, its encoder's feature maps
-shallow to deep (the last is the code).
+code that moves weights between models (the strategies) never special-cases one. Every
+model also tells an app what it needs: `factor`, the stride its input's sides must be
+divisible by (1 for a flat encoder), `flat_code`, whether its codes are vectors or
+feature maps, and `features(x)`, its encoder's feature maps shallow to deep (the last is
+the code). `build_model` records how it built a model (`recipe`), so a checkpoint can
+carry it and `rebuild` makes the same model again without the run's config.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
-from hydra.utils import instantiate
-from omegaconf import DictConfig
+from hydra.utils import get_object, instantiate
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from aetl.errors import AetlError
@@ -25,14 +27,17 @@ class AEOutput(NamedTuple):
 
 
 class AutoEncoder(nn.Module):
-    """encode: images -> codes (N, latent_dim); decode: codes -> images in [0, 1];
-    logits: codes -> class scores, once a classifier head is added."""
+    """encode: images (N, C, H, W) -> codes; decode: codes -> images in [0, 1]; logits:
+    codes -> class scores, once a classifier head is added. Codes are vectors (N, latent_dim)
+    when `flat_code`, else feature maps (N, c, h, w) with c * h * w == latent_dim (fconv, and
+    resnet with code=map), which probes and heads read flattened."""
 
     encoder: nn.Module
     decoder: nn.Module
     spatial = False  # True: the encoder sees (C, H, W) maps; False: a flat vector
-    flat_code = True  # False: encode returns feature maps (N, C, h, w), read flattened by probes
+    flat_code = True  # False: encode returns feature maps (N, c, h, w)
     factor = 1  # an input's height and width must be divisible by this (a convolutional encoder's stride)
+    recipe: dict | None = None  # how build_model made it (see rebuild); None for a model made by hand
 
     def __init__(self, in_shape: tuple[int, int, int], latent_dim: int) -> None:
         super().__init__()
@@ -63,6 +68,10 @@ class AutoEncoder(nn.Module):
         z = self.encode(x)
         return AEOutput(self.decode(z), z)
 
+    def upgrade_state_dict(self, state: dict) -> dict:
+        """A state dict an older aetl wrote, under this model's names (none changed here)."""
+        return state
+
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The encoder's feature maps after every ReLU, then the code, shallow to deep."""
         maps = []
@@ -88,7 +97,28 @@ def build_model(cfg: DictConfig, in_shape: tuple[int, ...], n_classes: int = 0) 
     model = instantiate(cfg, in_shape=in_shape)
     if n_classes:
         model.add_head(n_classes)
+    model.recipe = {"model_cfg": OmegaConf.to_container(cfg, resolve=True), "in_shape": list(in_shape),
+                    "n_classes": n_classes}
     return model
+
+
+def rebuild(recipe: dict) -> AutoEncoder:
+    """A fresh model made as `recipe` (a model's `recipe`, kept in a checkpoint) says. A
+    composite model (`class` names it) rebuilds itself from its parts' recipes. Only
+    AutoEncoder classes in aetl are built: a checkpoint names no other code to run."""
+    if "class" in recipe:
+        return _autoencoder_class(recipe["class"]).from_recipe(recipe)
+    cfg = OmegaConf.create(recipe["model_cfg"])
+    _autoencoder_class(cfg._target_)
+    return build_model(cfg, tuple(recipe["in_shape"]), recipe["n_classes"])
+
+
+def _autoencoder_class(path: str) -> type[AutoEncoder]:
+    found = get_object(path) if path.startswith("aetl.") else None
+    if not (isinstance(found, type) and issubclass(found, AutoEncoder)):
+        raise AetlError(f"the checkpoint's model is {path!r}, not one of aetl's autoencoders; aetl rebuilds only its "
+                        "own (rebuild other models from their config)")
+    return found
 
 
 def place(model: AutoEncoder, device: torch.device) -> AutoEncoder:

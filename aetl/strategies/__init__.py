@@ -24,11 +24,12 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Context:
-    """What a strategy builds from: the model config, the image shape and Mf."""
+    """What a strategy builds from: the model config, the image shape and Mf (None for a
+    strategy that does not use it)."""
 
     model_cfg: DictConfig
     shape: tuple[int, int, int]
-    source: AutoEncoder | None
+    mf: AutoEncoder | None
     device: torch.device
 
     def new_model(self, overrides: dict | None = None, in_shape: tuple[int, ...] | None = None,
@@ -40,12 +41,13 @@ class Context:
             cfg = OmegaConf.create(overrides) if "_target_" in overrides else OmegaConf.merge(cfg, overrides)
         if latent_dim is not None:
             cfg = OmegaConf.merge(cfg, {"latent_dim": latent_dim})
-        head = self.source.head.out_features if self.source is not None and self.source.head is not None else 0
+        head = self.mf.head.out_features if self.mf is not None and self.mf.head is not None else 0
         return place(build_model(cfg, in_shape or self.shape, head), self.device)
 
 
 class Strategy:
-    """The base: subclasses override `build` and `phases`."""
+    """The base: subclasses override `phases`, and `build` or `initialise`. Both take the
+    Context, so a strategy keeps no state between building a model and training it."""
 
     uses_source = True  # False: no source model is pretrained or loaded
 
@@ -63,11 +65,11 @@ class Strategy:
 
     def initialise(self, model: torch.nn.Module, ctx: Context) -> None:
         """Start model (or a concat model's own encoder and decoder) from Mf."""
-        report = transfer_weights(model, ctx.source.state_dict())
+        report = transfer_weights(model, ctx.mf.state_dict())
         log.info("%s: initialised from Mf: %s", self.name, report.line())
 
-    def phases(self, model: AutoEncoder, trainer: DictConfig) -> list[Phase]:
-        """The training phases on the target images, in order."""
+    def phases(self, model: AutoEncoder, trainer: DictConfig, ctx: Context) -> list[Phase]:
+        """The training phases of model (as `build` made it from ctx) on the target images, in order."""
         raise NotImplementedError
 
     def candidates(self) -> list["Strategy"]:
@@ -96,17 +98,3 @@ def parts_params(model: AutoEncoder, lr: float, encoder_scale: float) -> list[di
     ids = {id(p) for p in encoder}
     rest = [p for p in model.parameters() if id(p) not in ids]
     return [{"params": encoder, "lr": lr * encoder_scale}, {"params": rest, "lr": lr}]
-
-
-def load_weights(model: torch.nn.Module, state: dict, origin: str) -> None:
-    """Copy `state` into model; any missing, unexpected or misshapen tensor is an AetlError."""
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    misshapen = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-    if missing or unexpected or misshapen:
-        problems = [f"{label} {keys[:3]}" for label, keys in
-                    (("missing", missing), ("unexpected", unexpected), ("misshapen", misshapen)) if keys]
-        raise AetlError(f"the weights from {origin} do not fit the chosen model ({'; '.join(problems)}); "
-                        "choose the model config they were trained with")
-    model.load_state_dict(state)

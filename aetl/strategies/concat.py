@@ -19,26 +19,39 @@ from torch import nn
 
 from aetl.errors import AetlError
 from aetl.loop import Phase
-from aetl.models import AutoEncoder, place
+from aetl.models import AutoEncoder, place, rebuild
 from aetl.strategies import Context, Strategy, all_params
 
 PLACES = ("input", "latent")
 
 
 class ConcatAE(AutoEncoder):
-    """A target encoder/decoder pair fed with the codes of a frozen source model."""
+    """A target encoder/decoder pair fed with the codes of a frozen source model `mf`."""
 
-    def __init__(self, source: AutoEncoder, encoder_model: AutoEncoder, decoder_model: AutoEncoder, at: str) -> None:
-        super().__init__(source.in_shape, encoder_model.latent_dim + source.latent_dim)
-        self.source = source
+    def __init__(self, mf: AutoEncoder, encoder_model: AutoEncoder, decoder_model: AutoEncoder, at: str) -> None:
+        super().__init__(mf.in_shape, encoder_model.latent_dim + mf.latent_dim)
+        self.mf = mf
         self.encoder = encoder_model.encoder
         self.decoder = decoder_model.decoder
         self.at = at
         self.own_dim = encoder_model.latent_dim
         self.spatial = encoder_model.spatial
+        self.factor = encoder_model.factor
+        if mf.recipe and encoder_model.recipe and decoder_model.recipe:
+            self.recipe = {"class": f"{__name__}.ConcatAE", "at": at, "mf": mf.recipe,
+                           "encoder_model": encoder_model.recipe, "decoder_model": decoder_model.recipe}
+
+    @classmethod
+    def from_recipe(cls, recipe: dict) -> "ConcatAE":
+        mf = rebuild(recipe["mf"]).eval().requires_grad_(False)
+        return cls(mf, rebuild(recipe["encoder_model"]), rebuild(recipe["decoder_model"]), recipe["at"])
+
+    def upgrade_state_dict(self, state: dict) -> dict:
+        """Before aetl 0.1.0's refactor the frozen Mf was `source`: its tensors were source.*."""
+        return {("mf." + k[len("source."):] if k.startswith("source.") else k): v for k, v in state.items()}
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        zs = self.source.encode(x)
+        zs = self.mf.encode(x)
         if self.at == "input":
             if self.spatial:
                 x = torch.cat([x, zs[:, :, None, None].expand(-1, -1, *x.shape[2:])], 1)
@@ -55,10 +68,10 @@ class ConcatAE(AutoEncoder):
 
     @property
     def has_head(self) -> bool:
-        return self.source.has_head
+        return self.mf.has_head
 
     def logits(self, z: torch.Tensor) -> torch.Tensor:
-        return self.source.logits(z[:, self.own_dim:])  # Mf's head on Mf's code
+        return self.mf.logits(z[:, self.own_dim:])  # Mf's head on Mf's code
 
 
 class Concat(Strategy):
@@ -70,12 +83,12 @@ class Concat(Strategy):
         self.inner = inner
 
     def build(self, ctx: Context) -> AutoEncoder:
-        if not ctx.source.flat_code:
+        if not ctx.mf.flat_code:
             raise AetlError(f"strategy=concat needs a source model with a flat code (model=conv or mlp), "
-                            f"not {type(ctx.source).__name__}")
-        source = copy.deepcopy(ctx.source).eval().requires_grad_(False)
+                            f"not {type(ctx.mf).__name__}")
+        mf = copy.deepcopy(ctx.mf).eval().requires_grad_(False)
         own = ctx.new_model(self.target_model)
-        extra = source.latent_dim
+        extra = mf.latent_dim
         if self.at == "input":
             c, h, w = ctx.shape
             in_shape = (c + extra, h, w) if own.spatial else (c * h * w + extra,)
@@ -83,19 +96,19 @@ class Concat(Strategy):
         else:
             encoder_model = own
             decoder_model = ctx.new_model(self.target_model, latent_dim=own.latent_dim + extra)
-        model = place(ConcatAE(source, encoder_model, decoder_model, self.at), ctx.device)
+        model = place(ConcatAE(mf, encoder_model, decoder_model, self.at), ctx.device)
         if self.inner is not None:
             self.inner.initialise(_Parts(model), ctx)
         return model
 
-    def phases(self, model: AutoEncoder, trainer: DictConfig) -> list[Phase]:
+    def phases(self, model: AutoEncoder, trainer: DictConfig, ctx: Context) -> list[Phase]:
         if self.inner is not None:
-            phases = self.inner.phases(model, trainer)
+            phases = self.inner.phases(model, trainer, ctx)
         else:
             t = trainer.transfer
             phases = [Phase("transfer", t.steps, t.batch_size, all_params(model, t.lr))]
         for phase in phases:
-            phase.frozen = [*phase.frozen, model.source]
+            phase.frozen = [*phase.frozen, model.mf]
         return phases
 
 

@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 
 from aetl.loop import Phase
 from aetl.models import AutoEncoder
-from aetl.strategies import Strategy, parts_params, split_steps
+from aetl.strategies import Context, Strategy, parts_params, split_steps
 
 
 class Finetune(Strategy):
@@ -24,7 +24,7 @@ class Finetune(Strategy):
         self.lr_scale = lr_scale
         self.unfreeze_fraction = unfreeze_fraction
 
-    def phases(self, model: AutoEncoder, trainer: DictConfig) -> list[Phase]:
+    def phases(self, model: AutoEncoder, trainer: DictConfig, ctx: Context) -> list[Phase]:
         t = trainer.transfer
         lr = t.lr * self.lr_scale
         held, rest = split_steps(t.steps, self.unfreeze_fraction, "unfreeze_fraction")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 
 from omegaconf import DictConfig
-from torch import nn
 
 from aetl.loop import Phase
 from aetl.losses import FeatureLoss
@@ -23,15 +22,11 @@ class FixedInit(Strategy):
         super().__init__(name, **common)
         self.frozen_fraction = frozen_fraction
         self.feature_weight = feature_weight
-        self.reference: AutoEncoder | None = None
 
-    def initialise(self, model: nn.Module, ctx: Context) -> None:
-        super().initialise(model, ctx)
-        self.reference = copy.deepcopy(ctx.source).eval().requires_grad_(False)
-
-    def phases(self, model: AutoEncoder, trainer: DictConfig) -> list[Phase]:
+    def phases(self, model: AutoEncoder, trainer: DictConfig, ctx: Context) -> list[Phase]:
         t = trainer.transfer
         held, rest = split_steps(t.steps, self.frozen_fraction, "frozen_fraction")
-        losses = [FeatureLoss(self.reference, self.feature_weight)] if self.feature_weight > 0 else []
+        reference = copy.deepcopy(ctx.mf).eval().requires_grad_(False)  # Mf as it is now, kept fixed
+        losses = [FeatureLoss(reference, self.feature_weight)] if self.feature_weight > 0 else []
         return [Phase("transfer_frozen", held, t.batch_size, all_params(model, t.lr), frozen=[model.encoder]),
                 Phase("transfer", rest, t.batch_size, all_params(model, t.lr), losses=losses)]

@@ -11,33 +11,36 @@ Each part keeps its own settings (strategy.concat.at, strategy.finetune.*, ...).
 
 from __future__ import annotations
 
+from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from aetl.errors import AetlError
 from aetl.loop import Phase
 from aetl.models import AutoEncoder
 from aetl.strategies import Context, Strategy
-from aetl.strategies.concat import Concat
 
 MIXABLE = ("concat", "finetune", "fixed_init")
 
 
 class Mixed(Strategy):
-    def __init__(self, name: str, parts: list[str], concat: Concat, finetune: Strategy, fixed_init: Strategy,
-                 **common) -> None:
-        super().__init__(name, **common)
+    """Builds only the parts it names (the YAML is not instantiated recursively): a concat
+    strategy whose `inner` strategy starts and trains the target AE."""
+
+    def __init__(self, name: str, parts: list[str], pretrain: dict | None = None, target_model: dict | None = None,
+                 **options: DictConfig) -> None:
+        super().__init__(name, pretrain, target_model)
         parts = list(parts)
         unknown = [p for p in parts if p not in MIXABLE]
         if unknown or len(set(parts)) != len(parts) or len(parts) != 2 or "concat" not in parts:
             raise AetlError(f"strategy.parts={parts} is not a mixture aetl can make; use [concat,finetune] or "
                             "[concat,fixed_init] (finetune and fixed_init both set how Mf's weights start and "
                             "train, and scratch has no Mf)")
-        inner = finetune if "finetune" in parts else fixed_init
-        self.impl = Concat(name, at=concat.at, inner=inner, target_model=concat.target_model)
-        self.pretrain = {**concat.pretrain, **inner.pretrain, **self.pretrain}
+        inner = instantiate(options[next(p for p in parts if p != "concat")])
+        self.impl = instantiate(options["concat"], name=name, inner=inner)
+        self.pretrain = {**self.impl.pretrain, **inner.pretrain, **self.pretrain}
 
     def build(self, ctx: Context) -> AutoEncoder:
         return self.impl.build(ctx)
 
-    def phases(self, model: AutoEncoder, trainer: DictConfig) -> list[Phase]:
-        return self.impl.phases(model, trainer)
+    def phases(self, model: AutoEncoder, trainer: DictConfig, ctx: Context) -> list[Phase]:
+        return self.impl.phases(model, trainer, ctx)

@@ -16,6 +16,6 @@ class Scratch(Strategy):
     def initialise(self, model: nn.Module, ctx: Context) -> None:
         pass  # a fresh model: nothing comes from Mf
 
-    def phases(self, model: AutoEncoder, trainer: DictConfig) -> list[Phase]:
+    def phases(self, model: AutoEncoder, trainer: DictConfig, ctx: Context) -> list[Phase]:
         t = trainer.transfer
         return [Phase("transfer", t.steps, t.batch_size, all_params(model, t.lr))]

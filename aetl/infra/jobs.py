@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from aetl.lock import running
+from aetl.infra.lock import running
 
 # The figures the table averages (each a number or null in summary.json), and what else it groups by.
 FIGURES = ["target_mse", "target_psnr", "target_acc", "target_acc_augmented", "pretrain_s", "transfer_s", "total_s"]

@@ -23,8 +23,8 @@ from typing import Iterator
 from filelock import FileLock
 
 from aetl.errors import AetlError
-from aetl.lock import cannot_write, writable
-from aetl.rundir import atomic_write, load_checkpoint
+from aetl.infra.lock import cannot_write, writable
+from aetl.infra.rundir import atomic_write, load_checkpoint
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from typing import Protocol
 from omegaconf import DictConfig
 
 from aetl.errors import AetlError
-from aetl.rundir import Run, atomic_write
+from aetl.infra.rundir import Run, atomic_write
 
 
 class Logger(Protocol):

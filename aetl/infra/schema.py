@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from aetl.errors import AetlError
-from aetl.objective import DIRECTIONS
+from aetl.infra.objective import DIRECTIONS
 
 FIX = "fix it in the override or config"
 
@@ -138,7 +138,7 @@ PHASE = {"steps": Int(0), "batch_size": Int(1), "lr": Positive(), "cls_weight": 
 SPECS: dict[str, Spec] = {
     "seed": SEED, "pretrained": PATH, "cache_dir": PATH, "run": STR, "device": DEVICE, "content": STR, "style": STR,
     "sources": ListOf(STR), "models": ListOf(STR),
-    "objective.key": STR, "objective.direction": STR,  # their values: aetl.objective.check_objective
+    "objective.key": STR, "objective.direction": STR,  # their values: aetl.infra.objective.check_objective
     "eval.probe_l2": Num(0), "eval.n_images": Int(1),
     "data.image_size": Int(1), "data.channels": OneOf(1, 3), "data.split_seed": SEED,
     **{f"data.{role}.{k}": s for role in ("source", "target") for k, s in {**DOMAIN, **SPLIT}.items()},

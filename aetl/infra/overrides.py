@@ -3,7 +3,7 @@
 Hydra reports a bad override only once it runs: as a screen of text, or as a traceback from
 deep in the job for a value of the wrong type. Here the overrides are parsed and composed
 once, so that an unknown option, a misspelled key, an unparsable override or a value that
-aetl.schema refuses is one AetlError line with the fix, and nothing is written. Every value
+aetl.infra.schema refuses is one AetlError line with the fix, and nothing is written. Every value
 of a sweep is checked, and every option it names must exist; the config is composed with
 the first value of each.
 """
@@ -34,9 +34,9 @@ def check(command: str, args: list[str]) -> DictConfig | None:
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import open_dict
 
-    from aetl import schema
-    from aetl.objective import check_objective
-    from aetl.resume import missing_values, needs_value
+    from aetl.infra import schema
+    from aetl.infra.objective import check_objective
+    from aetl.infra.runconfig import missing_values, needs_value
 
     multirun = is_multirun(args)
     parsed = parse([a for a in args if not a.startswith("-")])
@@ -138,7 +138,7 @@ def _tried(sweep: Override) -> bool:
 
 def check_option(command: str, group: str, value: Any, loader: Any, searchpath: list[str]) -> None:
     """A config group's option (each of a list of them) must exist, with or without -m."""
-    from aetl.schema import spec_for
+    from aetl.infra.schema import spec_for
 
     if "." in group or value is None or spec_for(group) is not None:  # a key (seed=1), not a group
         return
@@ -201,7 +201,7 @@ def config_keys(command: str, overrides: list[str]) -> list[str]:
     Hydra's config module is initialised."""
     from hydra import compose
 
-    from aetl.resume import config_nodes
+    from aetl.infra.runconfig import config_nodes
 
     try:
         cfg = compose(command, overrides=overrides, return_hydra_config=True)

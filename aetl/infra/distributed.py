@@ -1,4 +1,5 @@
-"""Data-parallel training with PyTorch's DistributedDataParallel, one process per device.
+"""Where a job runs: the device (`pick_device`), and data-parallel training with PyTorch's
+DistributedDataParallel, one process per device.
 
 `torchrun --nproc_per_node=N -m aetl train ...` (also under SLURM's srun) sets RANK,
 WORLD_SIZE and LOCAL_RANK; aetl then joins the process group (NCCL on CUDA, gloo on
@@ -90,3 +91,17 @@ def join(device_name: str) -> tuple[World, torch.device | None]:
 def leave() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def pick_device(name: str) -> torch.device:
+    """`auto` takes CUDA when a device is visible, else the CPU; `mps` is Apple's GPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise AetlError("trainer.device=cuda but no CUDA device is visible; use trainer.device=auto or cpu")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise AetlError("trainer.device=mps but PyTorch's MPS backend is not available here (it needs Apple "
+                        "silicon and macOS); use trainer.device=auto or cpu")
+    if name not in ("cpu", "cuda", "mps"):
+        raise AetlError(f"unknown trainer.device {name!r}; choose auto, cpu, cuda or mps")
+    return torch.device(name)

@@ -13,14 +13,13 @@ import pickle
 import shlex
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
 
 from aetl.errors import AetlError, in_multirun
-from aetl.grid import labelled_grid, png_info, to_pil
+from aetl.infra.grid import labelled_grid, png_info, to_pil
 
 
 class Run:
@@ -35,7 +34,7 @@ class Run:
         self.checkpoints = self.root / "checkpoints"  # made by atomic_write when first used
         self.images = self.root / "images"
         self.metrics_path = self.root / "metrics.jsonl"
-        self.loggers: list = []  # aetl.loggers: where every record goes besides metrics.jsonl
+        self.loggers: list = []  # aetl.infra.loggers: where every record goes besides metrics.jsonl
         self.started = time.perf_counter()
 
     def log_metrics(self, phase: str, epoch: int | None = None, step: int | None = None, **metrics: Any) -> None:
@@ -94,7 +93,7 @@ class Run:
 
     def save_grid(self, name: str, rows: Sequence[Sequence[torch.Tensor]], row_labels: Sequence[str] = (),
                   col_labels: Sequence[str] = (), zoom: int = 1) -> None:
-        """Rows of (C, H, W) images as one padded, labelled PNG under images/ (aetl.grid)."""
+        """Rows of (C, H, W) images as one padded, labelled PNG under images/ (aetl.infra.grid)."""
         if self.enabled:
             img = labelled_grid(rows, row_labels, col_labels, zoom=zoom)
             info = png_info(row_labels, col_labels)
