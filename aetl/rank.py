@@ -27,7 +27,7 @@ import torch
 from hydra import compose
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import MissingConfigException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from aetl.data import Unmapped, frame_shape, load_source, load_target
 from aetl.domains.shape import Fit, Levels, fit_images
@@ -37,7 +37,7 @@ from aetl.infra.distributed import SINGLE, pick_device
 from aetl.infra.rundir import Run, load_checkpoint, register_resolvers
 from aetl.infra.schema import check_config
 from aetl.loop import Loop
-from aetl.models import AutoEncoder, build_model
+from aetl.models import AutoEncoder, rebuild
 from aetl.pretrain import obtain_mf
 from aetl.transfer import load_weights
 from aetl.transferability import encode, logme, logme_gain, pca_codes, zero_shot
@@ -170,7 +170,8 @@ def _checkpoint_mf(path: str, shape: tuple[int, int, int], device: torch.device)
         raise AetlError(f"{path} is not a source model for {shape[0]}x{shape[1]}x{shape[2]} images (it was trained "
                         f"for {state.get('shape')}); rank models trained with this data.image_size and data.channels")
     head = state["model"]["head.weight"].shape[0] if "head.weight" in state["model"] else 0
-    model = build_model(OmegaConf.create(state["model_cfg"]), shape, head).to(device)
+    recipe = {"model_cfg": state["model_cfg"], "in_shape": list(shape), "n_classes": head}
+    model = rebuild(recipe).to(device)  # only aetl's own autoencoder classes: a checkpoint names no other code
     load_weights(model, state["model"], path)
     bg, fg = state.get("source_levels") or (0.0, 1.0)
     return model.eval(), Levels(bg, fg)

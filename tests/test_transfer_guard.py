@@ -145,6 +145,12 @@ def test_rank_refuses_nothing_and_a_model_of_another_shape(make_cfg, tmp_path):
         with pytest.raises(AetlError, match="unknown source 'mnsit' in sources; choose among digits, fashion_mnist"):
             rank(unknown, tmp_path / "c", ["data=synthetic_pair"])
     assert not (tmp_path / "c" / "rank.json").exists()
+    foreign = tmp_path / "foreign.pt"  # a checkpoint naming code outside aetl's autoencoders as its model
+    torch.save({"model": {"w": torch.zeros(1)}, "model_cfg": {"_target_": "os.system"}, "shape": [1, 16, 16]}, foreign)
+    with initialize_config_module("aetl.configs", version_base="1.3"):
+        crafted = compose("rank", overrides=["data=synthetic_pair", "trainer.device=cpu", "sources=[]", f"models=[{foreign}]"])
+    with pytest.raises(AetlError, match="the checkpoint's model is 'os.system', not one of aetl's autoencoders"):
+        rank(crafted, tmp_path / "d", [])
     train(make_cfg("data.image_size=8", "trainer.pretrain.steps=2", "trainer.transfer.steps=1"), tmp_path / "big")
     with pytest.raises(AetlError, match=r"is not a source model for 1x16x16 images \(it was trained for \[1, 8, 8\]\)"):
         rank(wrong, tmp_path / "b", [])
