@@ -23,19 +23,8 @@ import time
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from aetl.models import AutoEncoder
-
-
-def features(model: AutoEncoder, x: torch.Tensor) -> list[torch.Tensor]:
-    """The encoder's feature maps after every ReLU, and its code, shallow to deep."""
-    maps = []
-    for layer in model.encoder:
-        x = layer(x)
-        if isinstance(layer, nn.ReLU):
-            maps.append(x)
-    return [*maps, x]
 
 
 def gram(f: torch.Tensor) -> torch.Tensor:
@@ -52,10 +41,10 @@ class StyleLoss:
         self.model = model
         with torch.no_grad():
             self.code = model.encode(content)
-            self.grams = [gram(f) for f in features(model, style)]
+            self.grams = [gram(f) for f in model.features(style)]
 
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        maps = features(self.model, x)
+        maps = self.model.features(x)
         content = (maps[-1] - self.code).square().sum() / self.code.square().sum().clamp_min(1e-12)
         style = sum((gram(f) - g).square().sum() / g.square().sum().clamp_min(1e-12)
                     for f, g in zip(maps, self.grams))
