@@ -124,6 +124,20 @@ def test_refinement_lowers_the_objective_and_a_heavy_style_weight_lowers_the_sty
     assert [p.requires_grad for p in model.parameters()] == [True] * len(list(model.parameters()))
 
 
+def test_refinement_pays_for_grid_power_above_the_contents():
+    model = tiny()
+    content, style = smooth(0), torch.rand(1, 3, 32, 32) ** 3
+    loss = StyleLoss(model, content, style)
+    yy, xx = torch.meshgrid(torch.arange(32), torch.arange(32), indexing="ij")
+    gridded = (content + 0.05 * torch.cos(torch.pi * xx) * torch.cos(torch.pi * yy)).clamp(0, 1).requires_grad_(True)
+    assert loss.grid(content).item() == 0.0  # no more grid than the content has: free
+    penalty = loss.grid(gridded)
+    assert penalty.item() > 10
+    penalty.backward()
+    step = (gridded - 1e-4 * gridded.grad / gridded.grad.norm()).detach()
+    assert loss.grid(step).item() < penalty.item()  # the gradient points away from the grid
+
+
 def test_gatys_starts_at_the_content_and_trades_content_for_style():
     model = tiny()
     content, style = smooth(0), torch.rand(1, 3, 32, 32) ** 3

@@ -17,25 +17,28 @@ LUMA = (0.299, 0.587, 0.114)  # ITU-R 601
 
 
 def grey(image: torch.Tensor) -> torch.Tensor:
-    """(1, C, H, W) or (C, H, W) in [0, 1] -> (H, W) luma, cropped to multiples of PERIOD."""
-    image = image.detach().float().cpu().reshape(-1, *image.shape[-2:])
-    if len(image) == 3:
-        image = sum(w * c for w, c in zip(LUMA, image))
-    else:
-        image = image.mean(0)
+    """(1, C, H, W) or (C, H, W) in [0, 1] -> (H, W) luma, cropped to multiples of PERIOD
+    (differentiable: refinement penalises the grid with it)."""
+    image = image.reshape(-1, *image.shape[-2:])
+    image = sum(w * c for w, c in zip(LUMA, image)) if len(image) == 3 else image.mean(0)
     h, w = image.shape
     return image[: h - h % PERIOD, : w - w % PERIOD]
 
 
-def periodic_share(image: torch.Tensor) -> float:
-    """The share of the grey image's spectral power at periods 2 and 4 (the mean excluded)."""
-    g = grey(image).double()
+def grid_share(image: torch.Tensor) -> torch.Tensor:
+    """The share of the grey image's spectral power at periods 2 and 4 (the mean excluded),
+    as a differentiable scalar tensor."""
+    g = grey(image)
     power = torch.fft.fft2(g - g.mean()).abs().square()
     h, w = g.shape
-    ky = torch.arange(h)[:, None] % (h // PERIOD) == 0
-    kx = torch.arange(w)[None, :] % (w // PERIOD) == 0
-    total = power.sum()
-    return float(power[ky & kx].sum() / total) if total > 0 else 0.0
+    ky = torch.arange(h, device=g.device)[:, None] % (h // PERIOD) == 0
+    kx = torch.arange(w, device=g.device)[None, :] % (w // PERIOD) == 0
+    return power[ky & kx].sum() / power.sum().clamp_min(1e-30)
+
+
+def periodic_share(image: torch.Tensor) -> float:
+    """grid_share of the image, measured (float64, on the CPU)."""
+    return float(grid_share(image.detach().double().cpu()))
 
 
 def checkerboard(output: torch.Tensor, content: torch.Tensor) -> float:
