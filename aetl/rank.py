@@ -117,7 +117,7 @@ def score(name: str, mf: AutoEncoder, reference: Levels, target: Unmapped, cfg: 
         own_codes = pca_codes(framed, codes.shape[1])  # as many components as Mf's code has entries
         gain, se = logme_gain(codes[labelled], own_codes[labelled], y, seed=cfg.seed)
         row.update(logme=round(logme(codes[labelled], y), 4), logme_pca=round(logme(own_codes[labelled], y), 4),
-                   logme_gain=round(gain, 4), logme_gain_se=round(se, 4))
+                   logme_gain=round(gain, 4), logme_gain_se=None if math.isnan(se) else round(se, 4))
     row.update(mf_s=round(mf_s, 3), score_s=round(time.perf_counter() - started, 3))
     log.info("%s: %s", name, ", ".join(f"{k} {v}" for k, v in row.items() if k != "source"))
     return row
@@ -129,15 +129,19 @@ def recommend(rows: list[dict]) -> str:
         return "no source to rank"
     best = rows[0]
     if best["logme_gain"] is None:
-        return (f"no labelled target images, so no verdict: {best['source']} reconstructs the target best "
-                f"(zero-shot {best['zero_shot']:.3f}), which predicted little on docs/results.md's grid; label a "
-                "few images per class for a verdict, or train with strategy=auto")
+        return (f"no verdict without labels of at least two target classes: {best['source']} reconstructs the "
+                f"target best (zero-shot {best['zero_shot']:.3f}), which predicted little on docs/results.md's grid; "
+                "label a few images per class for a verdict, or train with strategy=auto")
     gain, se = best["logme_gain"], best["logme_gain_se"]
+    if se is None:
+        return (f"too close to call: LogME of {best['source']}'s codes {gain:+.4f} against the target's own PCA codes, "
+                "with too few labels per class (under 2) for a standard error; train with strategy=auto, which "
+                "lets the validation split decide")
     evidence = (f"LogME of {best['source']}'s codes {gain:+.4f} ± {se:.4f} against the target's own PCA codes "
                 "(per image; ± one standard error)")
-    if not math.isnan(se) and gain > DECISIVE * se:
+    if gain > DECISIVE * se:
         return f"use {best['source']}: transfer is expected to help ({evidence})"
-    if not math.isnan(se) and gain < -DECISIVE * se:
+    if gain < -DECISIVE * se:
         return f"no source is expected to help ({evidence}); train with strategy=scratch"
     return f"too close to call ({evidence}); train with strategy=auto, which lets the validation split decide"
 

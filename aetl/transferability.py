@@ -27,6 +27,7 @@ from aetl.fit import image_errors
 from aetl.models import AutoEncoder
 
 RESAMPLES = 100  # bootstrap resamples of the labelled images behind logme_gain's standard error
+PCA_IMAGES = 4096  # target images the principal components are fitted on
 
 
 def zero_shot(mf: AutoEncoder, x: torch.Tensor, size: int, channels: int, fit: Fit) -> float:
@@ -35,25 +36,29 @@ def zero_shot(mf: AutoEncoder, x: torch.Tensor, size: int, channels: int, fit: F
 
 
 def pca_codes(framed: torch.Tensor, k: int) -> torch.Tensor:
-    """The framed images' codes on their top k principal components (at most N - 1)."""
+    """The framed images' codes on their top k principal components (at most N - 1),
+    the components fitted on at most PCA_IMAGES of them (a large folder stays cheap)."""
     flat = framed.flatten(1).double()
-    centred = flat - flat.mean(0)
-    basis = torch.linalg.svd(centred, full_matrices=False)[2][: max(1, min(k, len(flat) - 1))]
-    return centred @ basis.T
+    fitted = flat[:PCA_IMAGES]
+    mean = fitted.mean(0)
+    basis = torch.linalg.svd(fitted - mean, full_matrices=False)[2][: max(1, min(k, len(fitted) - 1))]
+    return (flat - mean) @ basis.T
 
 
 def logme_gain(mine: torch.Tensor, theirs: torch.Tensor, labels: torch.Tensor, seed: int = 0) -> tuple[float, float]:
-    """LogME(mine) - LogME(theirs) on the labelled images, and its bootstrap standard error
-    (RESAMPLES resamples of the images, each scoring both; resamples with one class are skipped)."""
+    """LogME(mine) - LogME(theirs) on the labelled images, and its bootstrap standard error:
+    RESAMPLES resamples drawn within each class (so every class stays), each scoring both.
+    With fewer than two images of some class there is nothing to resample: the error is nan."""
     gain = logme(mine, labels) - logme(theirs, labels)
+    members = [torch.nonzero(labels == c).flatten() for c in labels.unique()]
+    if min(len(m) for m in members) < 2:
+        return gain, math.nan
     gen = torch.Generator().manual_seed(seed)
     draws = []
     for _ in range(RESAMPLES):
-        pick = torch.randint(len(labels), (len(labels),), generator=gen)
-        if len(labels[pick].unique()) > 1:
-            draws.append(logme(mine[pick], labels[pick]) - logme(theirs[pick], labels[pick]))
-    se = torch.tensor(draws).std().item() if len(draws) > 1 else math.nan
-    return gain, se
+        pick = torch.cat([m[torch.randint(len(m), (len(m),), generator=gen)] for m in members])
+        draws.append(logme(mine[pick], labels[pick]) - logme(theirs[pick], labels[pick]))
+    return gain, torch.tensor(draws).std().item()
 
 
 @torch.no_grad()

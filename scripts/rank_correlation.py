@@ -24,6 +24,8 @@ DECISIVE = 2.0  # aetl.rank's rule: helps / hurts only two standard errors from 
 
 def verdict(s: dict) -> int:
     """+1 helps, -1 hurts, 0 too close to call (as `aetl rank` says it)."""
+    if s["logme_gain_se"] is None:  # too few labels per class for a standard error
+        return 0
     if s["logme_gain"] > DECISIVE * s["logme_gain_se"]:
         return 1
     return -1 if s["logme_gain"] < -DECISIVE * s["logme_gain_se"] else 0
@@ -66,7 +68,7 @@ def main(report: str, rank_files: list[str]) -> None:
     words = {1: "helps", -1: "hurts", 0: "too close to call"}
     for s, mse, acc in sorted(pairs, key=lambda p: -p[1]):
         print(f"| {s['source']} → {s['target']} | {mse:+.1f}% | {acc:+.1f} | {s['zero_shot']:.3f} | "
-              f"{s['logme']:.3f} / {s['logme_pca']:.3f} | {s['logme_gain']:+.4f} ± {s['logme_gain_se']:.4f} | "
+              f"{s['logme']:.3f} / {s['logme_pca']:.3f} | {s['logme_gain']:+.4f} ± {s['logme_gain_se'] or float('nan'):.4f} | "
               f"{words[verdict(s)]} |")
     print(f"\n{len(pairs)} pairs\n")
     mse, acc = [p[1] for p in pairs], [p[2] for p in pairs]

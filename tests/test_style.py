@@ -136,6 +136,9 @@ def test_refinement_pays_for_grid_power_above_the_contents():
     penalty.backward()
     step = (gridded - 1e-4 * gridded.grad / gridded.grad.norm()).detach()
     assert loss.grid(step).item() < penalty.item()  # the gradient points away from the grid
+    flat = torch.full((1, 3, 32, 32), 0.5)  # no grid power at all: the charge stays finite
+    noisy = flat + 1e-3 * torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    assert 0 < StyleLoss(model, flat, style).grid(noisy).item() < 1e3
 
 
 def test_gatys_starts_at_the_content_and_trades_content_for_style():

@@ -126,7 +126,8 @@ def test_rank_puts_a_matching_source_above_a_mismatched_one(make_cfg, tmp_path, 
     (0.05, 0.01, "use a: transfer is expected to help (LogME of a's codes +0.0500 ± 0.0100"),
     (-0.05, 0.01, "no source is expected to help (LogME of a's codes -0.0500 ± 0.0100"),
     (0.015, 0.01, "too close to call (LogME of a's codes +0.0150 ± 0.0100"),
-    (None, None, "no labelled target images, so no verdict: a reconstructs the target best (zero-shot 0.300)"),
+    (0.05, None, "too close to call: LogME of a's codes +0.0500 against the target's own PCA codes, with too few"),
+    (None, None, "no verdict without labels of at least two target classes: a reconstructs the target best"),
 ])
 def test_the_verdict_calls_helps_or_hurts_only_two_standard_errors_from_zero(gain, se, verdict):
     row = {"source": "a", "zero_shot": 0.3, "logme_gain": gain, "logme_gain_se": se}

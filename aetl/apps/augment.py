@@ -33,6 +33,8 @@ from aetl.errors import AetlError
 from aetl.evaluate import accuracy, fit_probe, source_head
 from aetl.models import AutoEncoder
 
+TARGET_IMAGES = 4096  # mode=source: target training images whose codes' mean and std the source codes take
+
 MODES = ("noise", "interpolate", "extrapolate", "image", "source")
 
 
@@ -157,7 +159,8 @@ def run_app(model: AutoEncoder, run, pair: Pair | None = None, mode: str = "inte
                         "or use app.mode=source")
     else:
         base = labelled
-    new_x, new_y = augment(model, base.x, base.y, mode, amount, strength, seed, target=pair.target.train.x)
+    target = pair.target.train.batch(slice(0, TARGET_IMAGES)) if mode == "source" else None
+    new_x, new_y = augment(model, base.x, base.y, mode, amount, strength, seed, target=target)
     n_classes = len(pair.target.classes)
     if len(labelled):
         without = fit_probe(model, labelled.x, labelled.y, n_classes, probe_l2)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
-from aetl.apps.checkerboard import grid_share
+from aetl.apps.checkerboard import grey, grid_share
 from aetl.models import AutoEncoder
 
 GRID_WEIGHT = 0.1  # refinement's cost per unit of grid share above the content image's
@@ -49,11 +49,17 @@ class StyleLoss:
         with torch.no_grad():
             self.code = model.encode(content)
             self.grams = [gram(f) for f in model.features(style)]
-            self.content_grid = grid_share(content).clamp_min(1e-12)
+            self.content_grid = grid_share(content)
+            # at least a hundredth of white noise's share (15 of the spectrum's H x W bins), so that a
+            # flat content image, with no grid power at all, does not make any output's grid infinite
+            # (the bundled photos hold 10-20 times that floor: for them the penalty is unchanged)
+            h, w = grey(content).shape
+            self.grid_floor = max(self.content_grid.item(), 0.01 * 15 / (h * w))
 
     def grid(self, x: torch.Tensor) -> torch.Tensor:
-        """How far x's grid share (periods 2 and 4) rises above the content image's, relative; 0 below it."""
-        return torch.relu(grid_share(x) / self.content_grid - 1)
+        """How far x's grid share (periods 2 and 4) rises above the content image's, relative to
+        the larger of that share and white noise's; 0 below it."""
+        return torch.relu(grid_share(x) - self.content_grid) / self.grid_floor
 
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         maps = self.model.features(x)
