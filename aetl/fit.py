@@ -100,8 +100,8 @@ def target_fit(images: torch.Tensor, spec: DictConfig, size: int, channels: int,
     if mf is None:
         raise AetlError("fit auto needs the source model Mf to choose with")  # the pipeline always passes it
     errors = {fit: image_errors(mf, x, size, channels, fit) for fit in options}
-    spread = (to_channels(x.double(), channels) - to_channels(x.double(), channels).mean()).square().sum()
-    scores = {fit: (e.sum() / spread.clamp_min(1e-12)).item() for fit, e in errors.items()}
+    total = spread(x, channels)
+    scores = {fit: e.sum().item() / total for fit, e in errors.items()}
     best = min(options, key=scores.__getitem__)
     chosen = min((f for f in options if _tied(errors[f], errors[best])), key=options.index)
     why = "unexplained variance under Mf, lowest first"
@@ -145,6 +145,13 @@ def own_space_errors(recon: torch.Tensor, x: torch.Tensor, fit: Fit) -> torch.Te
     to x's own size, place and tone, against x in the frame's channels: (N,) float64."""
     back = unfit_images(recon, x, fit)
     return (back.double() - to_channels(x.double(), recon.shape[1])).square().flatten(1).sum(1)
+
+
+def spread(x: torch.Tensor, channels: int) -> float:
+    """The images' squared deviation from their mean pixel value, in the frame's channels
+    (what a score's unexplained share is a share of)."""
+    own = to_channels(x.double(), channels)
+    return (own - own.mean()).square().sum().clamp_min(1e-12).item()
 
 
 def _tied(a: torch.Tensor, b: torch.Tensor) -> bool:

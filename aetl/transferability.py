@@ -22,8 +22,8 @@ import math
 import numpy as np
 import torch
 
-from aetl.domains.shape import Fit, to_channels
-from aetl.fit import image_errors
+from aetl.domains.shape import Fit
+from aetl.fit import image_errors, spread
 from aetl.models import AutoEncoder
 
 RESAMPLES = 100  # bootstrap resamples of the labelled images behind logme_gain's standard error
@@ -66,12 +66,6 @@ def encode(mf: AutoEncoder, framed: torch.Tensor) -> torch.Tensor:
     mf.eval()
     device = next(mf.parameters()).device
     return torch.cat([mf.encode(xb.to(device)).flatten(1).double().cpu() for xb in framed.split(256)])
-
-
-def spread(x: torch.Tensor, channels: int) -> float:
-    """The images' squared deviation from their mean pixel value, in the frame's channels."""
-    own = to_channels(x.double(), channels)
-    return (own - own.mean()).square().sum().clamp_min(1e-12).item()
 
 
 def logme(features: torch.Tensor, labels: torch.Tensor, iterations: int = 50) -> float:
