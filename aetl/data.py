@@ -127,9 +127,10 @@ class Unmapped:
     key: dict = field(default_factory=dict)  # the domain's image cache key and fingerprint, under which
     fingerprint: str = ""                     # its images mapped into a frame are cached too
 
-    def train_images(self, limit: int | None = None) -> torch.Tensor:
-        """The (first `limit`) training images at their own size, float32 in [0, 1]."""
-        idx = self.train if limit is None else self.train[:limit]
+    def train_images(self, limit: int | None = None, rows: np.ndarray | None = None) -> torch.Tensor:
+        """The training images at their own size, float32 in [0, 1]: the first `limit`, or
+        those at positions `rows` of the training split (all of them when neither is given)."""
+        idx = self.train[rows] if rows is not None else self.train if limit is None else self.train[:limit]
         return unit(torch.from_numpy(self.domain.images[idx]))
 
     def mapped(self, shape: tuple[int, int, int], fit: FitChoice, storage: Storage) -> Side:

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import hydra
+import numpy as np
 import torch
 from hydra import compose
 from hydra.core.hydra_config import HydraConfig
@@ -32,7 +33,7 @@ from omegaconf import DictConfig
 from aetl.data import Unmapped, frame_shape, load_source, load_target
 from aetl.domains.shape import Fit, Levels, fit_images
 from aetl.errors import AetlError, reports_errors
-from aetl.fit import target_fit
+from aetl.fit import MAX_IMAGES, target_fit
 from aetl.infra.distributed import SINGLE, pick_device
 from aetl.infra.rundir import Run, load_checkpoint, register_resolvers
 from aetl.infra.schema import check_config
@@ -40,7 +41,7 @@ from aetl.loop import Loop
 from aetl.models import AutoEncoder, rebuild
 from aetl.pretrain import obtain_mf
 from aetl.transfer import load_weights
-from aetl.transferability import encode, logme, logme_gain, pca_codes, zero_shot
+from aetl.transferability import PCA_IMAGES, encode, logme, logme_gain, pca_codes, zero_shot
 
 log = logging.getLogger(__name__)
 register_resolvers()
@@ -102,21 +103,22 @@ def score(name: str, mf: AutoEncoder, reference: Levels, target: Unmapped, cfg: 
     Mf's zero-shot score on its own source's validation images, when they are at hand."""
     started = time.perf_counter()
     channels, size = frame_shape(cfg.data)[:2]
-    x = target.train_images()
+    x = target.train_images(MAX_IMAGES)  # the sample `aetl train` chooses the fit from
     choice = target_fit(x, cfg.data.target, size, channels, mf, reference)
     fit = choice.fit
     alike = choice.scores.get(fit.label()) or zero_shot(mf, x, size, channels, fit)  # (chosen: scored already)
     row = {"source": name, "fit": fit.label(), "zero_shot": round(alike, 4),
            "domain_gap": round(alike / own, 3) if own else None,
            "logme": None, "logme_pca": None, "logme_gain": None, "logme_gain_se": None}
-    labelled = torch.from_numpy(target.train_labels >= 0)
-    y = torch.from_numpy(target.train_labels)[labelled]
-    if len(y.unique()) > 1:
-        framed = fit_images(x, size, channels, fit)
+    labelled = np.flatnonzero(target.train_labels >= 0)
+    y = torch.from_numpy(target.train_labels[labelled])
+    if len(y.unique()) > 1:  # only the labelled images are encoded; PCA is fitted on a sample of all
+        framed = fit_images(target.train_images(rows=labelled), size, channels, fit)
         codes = encode(mf, framed)
-        own_codes = pca_codes(framed, codes.shape[1])  # as many components as Mf's code has entries
-        gain, se = logme_gain(codes[labelled], own_codes[labelled], y, seed=cfg.seed)
-        row.update(logme=round(logme(codes[labelled], y), 4), logme_pca=round(logme(own_codes[labelled], y), 4),
+        own_codes = pca_codes(framed, codes.shape[1],  # as many components as Mf's code has entries
+                              fit_images(target.train_images(PCA_IMAGES), size, channels, fit))
+        gain, se = logme_gain(codes, own_codes, y, seed=cfg.seed)
+        row.update(logme=round(logme(codes, y), 4), logme_pca=round(logme(own_codes, y), 4),
                    logme_gain=round(gain, 4), logme_gain_se=None if math.isnan(se) else round(se, 4))
     row.update(mf_s=round(mf_s, 3), score_s=round(time.perf_counter() - started, 3))
     log.info("%s: %s", name, ", ".join(f"{k} {v}" for k, v in row.items() if k != "source"))

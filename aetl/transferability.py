@@ -3,8 +3,8 @@
 - With labels: LogME (You et al., "LogME: Practical Assessment of Pre-trained Models for
   Transfer Learning", ICML 2021), the log marginal evidence per image of a Bayesian linear
   model from codes to the labels, for Mf's codes of the labelled target images and for the
-  codes of the target's own images on as many principal components (PCA of every target
-  training image): the choice the user faces, Mf's features or features learned from the
+  codes of the target's own images on as many principal components (PCA of up to
+  PCA_IMAGES target training images, labelled or not): the choice the user faces, Mf's features or features learned from the
   target alone. `logme_gain` is the difference, with its standard error from resampling
   the labelled images (paired: the same resample scores both).
 - Label-free: Mf's zero-shot reconstruction error under the chosen fit (the fit's score).
@@ -35,14 +35,13 @@ def zero_shot(mf: AutoEncoder, x: torch.Tensor, size: int, channels: int, fit: F
     return image_errors(mf, x, size, channels, fit).sum().item() / spread(x, channels)
 
 
-def pca_codes(framed: torch.Tensor, k: int) -> torch.Tensor:
-    """The framed images' codes on their top k principal components (at most N - 1),
-    the components fitted on at most PCA_IMAGES of them (a large folder stays cheap)."""
-    flat = framed.flatten(1).double()
-    fitted = flat[:PCA_IMAGES]
+def pca_codes(framed: torch.Tensor, k: int, sample: torch.Tensor | None = None) -> torch.Tensor:
+    """The framed images' codes on the top k principal components (at most N - 1) of
+    `sample` (framed target images; default: the first PCA_IMAGES of `framed`)."""
+    fitted = (framed[:PCA_IMAGES] if sample is None else sample).flatten(1).double()
     mean = fitted.mean(0)
     basis = torch.linalg.svd(fitted - mean, full_matrices=False)[2][: max(1, min(k, len(fitted) - 1))]
-    return (flat - mean) @ basis.T
+    return (framed.flatten(1).double() - mean) @ basis.T
 
 
 def logme_gain(mine: torch.Tensor, theirs: torch.Tensor, labels: torch.Tensor, seed: int = 0) -> tuple[float, float]:
