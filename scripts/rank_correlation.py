@@ -68,7 +68,7 @@ def main(report: str, rank_files: list[str]) -> None:
     words = {1: "helps", -1: "hurts", 0: "too close to call"}
     for s, mse, acc in sorted(pairs, key=lambda p: -p[1]):
         print(f"| {s['source']} → {s['target']} | {mse:+.1f}% | {acc:+.1f} | {s['zero_shot']:.3f} | "
-              f"{s['logme']:.3f} / {s['logme_pca']:.3f} | {s['logme_gain']:+.4f} ± {s['logme_gain_se'] or float('nan'):.4f} | "
+              f"{s['logme']:.3f} / {s['logme_pca']:.3f} | {s['logme_gain']:+.4f} ± {float('nan') if s['logme_gain_se'] is None else s['logme_gain_se']:.4f} | "
               f"{words[verdict(s)]} |")
     print(f"\n{len(pairs)} pairs\n")
     mse, acc = [p[1] for p in pairs], [p[2] for p in pairs]
