@@ -98,6 +98,14 @@ def source_head(model: AutoEncoder, pair: Pair) -> Predictor | None:
     return head_predictions(model, classes) if model.has_head and classes is not None else None
 
 
+def target_predictor(model: AutoEncoder, pair: Pair, probe_l2: float) -> Predictor | None:
+    """images -> target classes: the linear probe on the labelled target images, else the source head."""
+    labelled = pair.target.train.labelled()
+    if len(labelled):
+        return fit_probe(model, labelled.x, labelled.y, len(pair.target.classes), probe_l2)
+    return source_head(model, pair)
+
+
 def accuracy(predict: Predictor | None, split) -> float | None:
     """Share of split's labelled images that predict gets right (None without a predictor or labels)."""
     keep = torch.nonzero(split.y >= 0).squeeze(1)

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from aetl.data import Pair, Side, frame_shape, load_source, load_target, map_target
 from aetl.errors import AetlError, in_multirun, reports_errors
-from aetl.evaluate import Predictor, accuracy, fit_probe, reconstruction_metrics, source_head
+from aetl.evaluate import Predictor, accuracy, reconstruction_metrics, source_head, target_predictor
 from aetl.fit import is_open
 from aetl.infra.distributed import World, join, leave, pick_device
 from aetl.infra.lock import owned
@@ -246,14 +246,6 @@ def evaluate_run(model: AutoEncoder, pair: Pair, cfg: DictConfig, run: Run) -> d
         x = split.batch(slice(0, cfg.n_images))
         run.save_recon_grid(name, x, reconstruction(model, x))
     return metrics
-
-
-def target_predictor(model: AutoEncoder, pair: Pair, probe_l2: float) -> Predictor | None:
-    """images -> target classes: the linear probe on the labelled target images, else the source head."""
-    labelled = pair.target.train.labelled()
-    if len(labelled):
-        return fit_probe(model, labelled.x, labelled.y, len(pair.target.classes), probe_l2)
-    return source_head(model, pair)
 
 
 def validation_figures(model: AutoEncoder, pair: Pair, cfg: DictConfig, predict: Predictor | None = None) -> dict:

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from aetl.data import Pair, Split
 from aetl.errors import AetlError
-from aetl.evaluate import accuracy, fit_probe, source_head
+from aetl.evaluate import accuracy, fit_probe, target_predictor
 from aetl.models import AutoEncoder
 
 TARGET_IMAGES = 4096  # mode=source: target training images whose codes' mean and std the source codes take
@@ -162,10 +162,7 @@ def run_app(model: AutoEncoder, run, pair: Pair | None = None, mode: str = "inte
     target = pair.target.train.batch(slice(0, TARGET_IMAGES)) if mode == "source" else None
     new_x, new_y = augment(model, base.x, base.y, mode, amount, strength, seed, target=target)
     n_classes = len(pair.target.classes)
-    if len(labelled):
-        without = fit_probe(model, labelled.x, labelled.y, n_classes, probe_l2)
-    else:  # as aetl train scores a run with no target labels: Mf's own classifier, if it has one
-        without = source_head(model, pair)
+    without = target_predictor(model, pair, probe_l2)  # as aetl train scores the run
     with_aug = fit_probe(model, torch.cat([labelled.x, new_x]), torch.cat([labelled.y, new_y]), n_classes, probe_l2)
     images = (new_x.clamp(0, 1) * 255).round().byte().cpu().numpy()
     buffer = io.BytesIO()
