@@ -4,9 +4,10 @@
   Transfer Learning", ICML 2021), the log marginal evidence per image of a Bayesian linear
   model from codes to the labels, for Mf's codes of the labelled target images and for the
   codes of the target's own images on as many principal components (PCA of up to
-  PCA_IMAGES target training images, labelled or not): the choice the user faces, Mf's features or features learned from the
-  target alone. `logme_gain` is the difference, with its standard error from resampling
-  the labelled images (paired: the same resample scores both).
+  PCA_IMAGES target training images, labelled or not): the choice the user faces, Mf's
+  features or features learned from the target alone. `logme_gain` is the difference, with
+  its standard error from resampling the labelled images within each class (paired: the
+  same resample scores both).
 - Label-free: Mf's zero-shot reconstruction error under the chosen fit (the fit's score).
 
 On the grid of docs/results.md ("Ranking sources") the LogME gain ranked nine

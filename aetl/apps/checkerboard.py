@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import torch
 
+from aetl.domains.shape import to_channels
+
 PERIOD = 4  # the decoder's largest stride that the measure looks at (periods 2 and 4)
-LUMA = (0.299, 0.587, 0.114)  # ITU-R 601
 
 
 def grey(image: torch.Tensor) -> torch.Tensor:
     """(1, C, H, W) or (C, H, W) in [0, 1] -> (H, W) luma, cropped to multiples of PERIOD
     (differentiable: refinement penalises the grid with it)."""
-    image = image.reshape(-1, *image.shape[-2:])
-    image = sum(w * c for w, c in zip(LUMA, image)) if len(image) == 3 else image.mean(0)
+    image = to_channels(image.reshape(1, -1, *image.shape[-2:]), 1)[0, 0]  # luma, as the data's grey
     h, w = image.shape
     return image[: h - h % PERIOD, : w - w % PERIOD]
 

@@ -227,5 +227,5 @@ def to_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
         return x
     if channels == 3:
         return x.expand(-1, 3, -1, -1).contiguous()
-    weights = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype).view(1, 3, 1, 1)  # ITU-R 601 luma
+    weights = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)  # ITU-R 601 luma
     return (x * weights).sum(1, keepdim=True)
