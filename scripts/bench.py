@@ -30,10 +30,10 @@ import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_module
 
-from aetl.data import Split
+from aetl.data.storage import Split
 from aetl.infra.rundir import Run
-from aetl.loop import Loop, Phase
 from aetl.models import build_model, place
+from aetl.training.loop import Loop, Phase
 
 STRATEGIES = ["scratch", "fixed_init", "concat", "finetune", "mixed"]
 
@@ -49,7 +49,8 @@ def step_speed(device: torch.device, rounds: int, steps: int, batch: int) -> dic
 
     def aetl_round(model, tmp) -> None:
         phase = Phase("bench", steps, batch, [{"params": list(model.parameters()), "lr": 1e-3}])
-        loop.run(model, phase, split, x[:0], Run(tmp), seed=0)
+        loop.out = Run(tmp)  # the log line goes to a run dir, as in a run
+        loop.run(model, phase, split, x[:0], seed=0)
 
     def minimal_round(model, _) -> None:
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)

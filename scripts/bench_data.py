@@ -60,10 +60,10 @@ LOAD = PEAK + """
 import json, sys, time
 started = time.perf_counter()
 from omegaconf import OmegaConf
-from aetl.imagecache import ImageCache
+from aetl.data.imagecache import ImageCache
 imported = time.perf_counter()
 if sys.argv[1] != "-":
-    spec = OmegaConf.create({"_target_": "aetl.domains.folder.load", "root": sys.argv[1], "size": int(sys.argv[3]),
+    spec = OmegaConf.create({"_target_": "aetl.data.domains.folder.load", "root": sys.argv[1], "size": int(sys.argv[3]),
                              "skip_bad": True})
     domain = ImageCache(sys.argv[2]).load(spec, "source")[0]
     print(json.dumps({"load_s": time.perf_counter() - imported, "n": len(domain.images),
@@ -72,7 +72,7 @@ if sys.argv[1] != "-":
 
 
 RUN_AETL = """
-from aetl.cli import main
+from aetl.commands.cli import main
 
 sys.argv = ["aetl", *sys.argv[1:]]
 main()
@@ -81,7 +81,7 @@ main()
 
 def generate(root: Path, n: int, size: int, photos: list[str] = PHOTOS) -> float:
     """n photos under root/<photo>/ (crops of the bundled images named); returns the seconds it took."""
-    from aetl.domains.crops import read_image
+    from aetl.data.domains.crops import read_image
 
     started = time.perf_counter()
     pool = [Image.fromarray((read_image(name) * 255).round().astype(np.uint8)) for name in photos]
@@ -127,18 +127,17 @@ def train_speed(folder: Path, cache: Path, size: int, model_name: str, steps: in
     from hydra import compose, initialize_config_module
     from omegaconf import OmegaConf
 
-    from aetl.data import Split
-    from aetl.imagecache import ImageCache
+    from aetl.data.imagecache import ImageCache
+    from aetl.data.storage import Split, Storage, upload
     from aetl.infra.distributed import pick_device
     from aetl.infra.rundir import Run
-    from aetl.loop import Loop, Phase
     from aetl.models import build_model, place
-    from aetl.storage import Storage, upload
+    from aetl.training.loop import Loop, Phase
 
     with initialize_config_module("aetl.configs", version_base="1.3"):
         cfg = compose("train", overrides=[f"model={model_name}"])
     device = pick_device("auto")
-    spec = OmegaConf.create({"_target_": "aetl.domains.folder.load", "root": str(folder), "size": size})
+    spec = OmegaConf.create({"_target_": "aetl.data.domains.folder.load", "root": str(folder), "size": size})
     domain = ImageCache(cache).load(spec, "source")[0]
     rows = np.arange(len(domain.images))
     y = torch.as_tensor(domain.labels).to(device)
@@ -158,7 +157,8 @@ def train_speed(folder: Path, cache: Path, size: int, model_name: str, steps: in
                 if device.type == "cuda":
                     torch.cuda.synchronize()
                 started = time.perf_counter()
-                loop.run(model, phase, splits[mode], torch.empty(0), Run(tmp), seed=r)
+                loop.out = Run(tmp)
+                loop.run(model, phase, splits[mode], torch.empty(0), seed=r)
                 if device.type == "cuda":
                     torch.cuda.synchronize()
                 if r:

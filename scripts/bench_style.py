@@ -32,7 +32,7 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     if args.run:
-        from aetl.apps import load_run
+        from aetl.api import load_run
 
         model, _ = load_run(args.run, device)
     else:

@@ -19,7 +19,7 @@ SCORES = {
     "logme": lambda s: s["logme"],
     "zero_shot": lambda s: -s["zero_shot"],
 }
-DECISIVE = 2.0  # aetl.rank's rule: helps / hurts only two standard errors from 0, else too close to call
+DECISIVE = 2.0  # aetl.commands.rank's rule: helps / hurts only two standard errors from 0, else too close to call
 
 
 def verdict(s: dict) -> int:

@@ -10,7 +10,7 @@ import csv
 import sys
 from pathlib import Path
 
-from aetl.plots import plot_all
+from aetl.infra.plots import plot_all
 
 INTEGERS = ("n_target_train", "labels_per_class", "transfer_steps", "seeds")
 

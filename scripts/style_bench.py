@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from aetl.apps import load_run
+from aetl.api import load_run
 from aetl.apps.checkerboard import checkerboard
 from aetl.apps.refine import StyleLoss, gatys, refine
 from aetl.apps.style import load_image, stylize

@@ -23,7 +23,7 @@ from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
 from PIL import Image
 
-from aetl import cli
+from aetl.commands import cli
 from aetl.infra.rundir import Run
 
 # Small, fast settings every in-process test starts from.

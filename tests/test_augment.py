@@ -8,12 +8,12 @@ import torch
 from PIL import Image
 
 from aetl.apps.augment import augment, move_codes, move_pixels, restyled, run_app, source_sample
-from aetl.data import load_pair
+from aetl.commands.train import train
+from aetl.data.pair import load_pair
 from aetl.errors import AetlError
 from aetl.infra.rundir import Run, load_checkpoint
 from aetl.models import build_model
 from aetl.models.conv import ConvAE
-from aetl.train import train
 
 
 def test_move_codes_keeps_labels_and_identical_codes_interpolate_to_themselves():

@@ -7,9 +7,9 @@ from datetime import datetime, timedelta
 
 import numpy as np
 import pytest
+from conftest import AETL, SUMMARY_KEYS, TINY, TINY_MODEL, aetl, options
 
 from aetl import __version__ as aetl_version
-from conftest import AETL, SUMMARY_KEYS, TINY, TINY_MODEL, aetl, options
 
 pytestmark = pytest.mark.slow
 def test_help_lists_the_commands(tmp_path):

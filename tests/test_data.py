@@ -2,13 +2,13 @@
 import numpy as np
 import pytest
 import torch
+from conftest import write_idx
 from PIL import Image
 
-from aetl.data import fixed_splits, load_pair, sample_balanced, stratified_order, withhold_labels
-from aetl.domains import digits, folder, mnist
-from aetl.domains.shape import Fit, fit_images
+from aetl.data.domains import digits, folder, mnist
+from aetl.data.framing import Fit, fit_images
+from aetl.data.pair import fixed_splits, load_pair, sample_balanced, stratified_order, withhold_labels
 from aetl.errors import AetlError
-from conftest import write_idx
 
 CPU = torch.device("cpu")
 
@@ -156,7 +156,7 @@ def test_unlabelled_folder_needs_zero_labels(make_cfg, tmp_path):
 
 
 def test_mnist_m_is_deterministic_colour_and_keeps_labels():
-    from aetl.domains import mnist_m
+    from aetl.data.domains import mnist_m
 
     a, b, c = mnist_m.load(seed=0), mnist_m.load(seed=0), mnist_m.load(seed=1)
     plain = mnist.load()
@@ -171,7 +171,7 @@ def test_mnist_m_is_deterministic_colour_and_keeps_labels():
 
 def test_mnist_m_test_digits_are_the_mnist_test_digits(make_cfg):
     cfg = make_cfg("data=mnist_mnist_m")
-    from aetl.data import fixed_splits
+    from aetl.data.pair import fixed_splits
 
     labels = mnist.load().labels
     s_test = fixed_splits(labels, cfg.data.source.n_test, cfg.data.source.n_val, cfg.data.split_seed, "source")[0]

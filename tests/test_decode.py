@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from aetl.domains import folder
-from aetl.domains.decode import BadImage, decode_into, read
+from aetl.data.domains import folder
+from aetl.data.domains.decode import BadImage, decode_into, read
 from aetl.errors import AetlError
 
 SIZE = 8
@@ -46,7 +46,7 @@ def test_32_bit_integer_images_by_their_declared_depth(tmp_path):
     half = Image.fromarray(np.full((SIZE, SIZE), 2 ** 31, np.int64).astype(np.int32) - 1)  # mode I, 32 bits
     assert read(_save(tmp_path, "half.tif", half), SIZE).mean() == pytest.approx(127.5, abs=1)
     sixteen = Image.fromarray(np.full((SIZE, SIZE), 65535, np.int32))  # in memory: no declared depth, so 16 bits
-    from aetl.domains.decode import _scaled
+    from aetl.data.domains.decode import _scaled
 
     assert _scaled(sixteen).min() == 255
 

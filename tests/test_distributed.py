@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from aetl.train import train
 from conftest import TINY, TINY_MODEL, processes, signal_at, wait_for_step
+
+from aetl.commands.train import train
 
 pytestmark = pytest.mark.slow
 TORCHRUN = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")

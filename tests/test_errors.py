@@ -10,16 +10,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY, TINY_MODEL, options, run_cli
 from omegaconf import OmegaConf
 
-from aetl import cli
-from aetl.domains import folder
+from aetl.commands import cli
+from aetl.commands.train import train
+from aetl.data.domains import folder
 from aetl.errors import AetlError, reports_errors, user_error
 from aetl.infra.runconfig import identity
 from aetl.infra.rundir import load_checkpoint
-from aetl.loop import Objective
-from aetl.train import train
-from conftest import TINY, TINY_MODEL, options, run_cli
+from aetl.training.loop import Objective
 
 
 @pytest.mark.parametrize("override, message", [
@@ -183,7 +183,7 @@ def poisoned(path: Path, to: Path) -> Path:
 
 
 def test_non_finite_weights_are_refused_from_pretrained_run_and_the_cache(make_cfg, tmp_path, caplog):
-    from aetl.apps import load_run
+    from aetl.api import load_run
     from aetl.infra.cache import SourceCache
 
     cfg = make_cfg("cache_dir=null", "trainer.pretrain.steps=4", "trainer.transfer.steps=2")

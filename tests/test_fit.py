@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from aetl.domains.shape import Fit, Levels, fit_images, unfit_images
+from aetl.data.fit import FitChoice, source_fit, target_fit
+from aetl.data.framing import Fit, Levels, fit_images, unfit_images
 from aetl.errors import AetlError
-from aetl.fit import FitChoice, source_fit, target_fit
 from aetl.models import build_model
 
 SIZE, BOX, MARGIN = 16, 10, 3  # the source draws strokes in a 10x10 box framed in 16x16

@@ -7,21 +7,21 @@ import os
 import numpy as np
 import pytest
 import torch
+from conftest import make_folder, write_idx
 from omegaconf import OmegaConf
 from PIL import Image
 
-from aetl.data import Unmapped
-from aetl.domains import folder
-from aetl.domains.shape import Fit
+from aetl.data.domains import folder
+from aetl.data.fit import FitChoice
+from aetl.data.framing import Fit
+from aetl.data.imagecache import ImageCache
+from aetl.data.pair import Unmapped
+from aetl.data.storage import Storage
 from aetl.errors import AetlError
-from aetl.fit import FitChoice
-from aetl.imagecache import ImageCache
-from aetl.storage import Storage
-from conftest import make_folder, write_idx
 
 
 def folder_spec(root, size=8):
-    return OmegaConf.create({"_target_": "aetl.domains.folder.load", "root": str(root), "size": size,
+    return OmegaConf.create({"_target_": "aetl.data.domains.folder.load", "root": str(root), "size": size,
                              "skip_bad": True})
 
 
@@ -102,7 +102,7 @@ def test_mapped_arrays_are_cached_unless_the_fit_changes_nothing(tmp_path):
 
 
 def test_bundled_domains_are_keyed_by_their_config(tmp_path):
-    spec = OmegaConf.create({"_target_": "aetl.domains.synthetic.load", "n": 20, "seed": 1})
+    spec = OmegaConf.create({"_target_": "aetl.data.domains.synthetic.load", "n": 20, "seed": 1})
     cache = ImageCache(tmp_path / "cache")
     a = cache.load(spec, "source")[0]
     b = cache.load(spec, "source")[0]
@@ -137,7 +137,7 @@ def test_an_unreadable_entry_is_decoded_again(tmp_path, caplog):
 def test_idx_files_that_change_are_read_again(tmp_path):
     write_idx(tmp_path / "train-images-idx3-ubyte", np.full((3, 28, 28), 7), False)
     write_idx(tmp_path / "train-labels-idx1-ubyte", np.array([1, 2, 3]), False)
-    spec = OmegaConf.create({"_target_": "aetl.domains.mnist.load", "root": str(tmp_path), "provider": "idx"})
+    spec = OmegaConf.create({"_target_": "aetl.data.domains.mnist.load", "root": str(tmp_path), "provider": "idx"})
     cache = ImageCache(tmp_path / "cache")
     assert cache.load(spec, "source")[0].images.max() == 7
     assert cache.load(spec, "source")[0].images.max() == 7 and cache.misses == 1

@@ -15,12 +15,12 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import AETL, TINY, TINY_MODEL, aetl, make_job, run_cli
 
+from aetl.commands.report import main as report
 from aetl.errors import AetlError, reports_errors, user_error
 from aetl.infra import lock
 from aetl.infra.cache import SourceCache
-from aetl.report import main as report
-from conftest import AETL, TINY, TINY_MODEL, aetl, make_job, run_cli
 
 HOLD = "import sys, time; from aetl.infra.lock import claim; claim(sys.argv[1]); print('held', flush=True); time.sleep(300)"
 

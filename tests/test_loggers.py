@@ -6,11 +6,11 @@ import logging
 import re
 
 import pytest
+from conftest import read_metrics
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from aetl.commands.train import train
 from aetl.infra.rundir import Run
-from aetl.train import train
-from conftest import read_metrics
 
 RESUMABLE = ["cache_dir=null", "trainer.checkpoint_every=7", "trainer.pretrain.steps=40", "trainer.transfer.steps=30"]
 
@@ -78,12 +78,12 @@ def test_many_is_every_logger_and_jsonl_alone_writes_metrics_jsonl_only(make_cfg
 
 def test_progress_lines_reach_the_log_when_stderr_is_not_a_terminal(make_cfg, tmp_path, caplog):
     line = re.compile(r"^(pretrain|transfer) step (\d+)/(\d+)  loss \S+  val_mse \S+  \d+ img/s  ETA \d:\d\d:\d\d$")
-    with caplog.at_level(logging.INFO, logger="aetl.loop"):
+    with caplog.at_level(logging.INFO, logger="aetl.training.loop"):
         train(make_cfg("trainer.progress=true"), tmp_path / "on")
     shown = [m.groups() for m in map(line.match, caplog.messages) if m]
     assert shown == [("pretrain", str(s), "20") for s in (5, 10, 15, 20)] + [("transfer", "5", "10"),
                                                                               ("transfer", "10", "10")]
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="aetl.loop"):
+    with caplog.at_level(logging.INFO, logger="aetl.training.loop"):
         train(make_cfg("trainer.progress=false"), tmp_path / "off")
     assert not [m for m in caplog.messages if line.match(m)]

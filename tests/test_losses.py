@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from aetl.losses import AlignLoss, ClassifyLoss, FeatureLoss, Step, coral, mmd
+from aetl.commands.train import train
 from aetl.models.mlp import MLPAE
-from aetl.train import train
+from aetl.training.losses import AlignLoss, ClassifyLoss, FeatureLoss, Step, coral, mmd
 
 
 def codes(n=64, d=4, shift=0.0, seed=0):

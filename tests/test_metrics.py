@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from aetl.data import Split
-from aetl.evaluate import accuracy, fit_probe, reconstruction_metrics
+from aetl.data.storage import Split
+from aetl.evaluation.metrics import accuracy, fit_probe, reconstruction_metrics
 from aetl.models import AutoEncoder
 
 

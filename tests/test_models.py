@@ -8,7 +8,7 @@ from aetl.models.conv import ConvAE
 from aetl.models.fconv import FullyConvAE
 from aetl.models.mlp import MLPAE
 from aetl.models.resnet import ResNetAE
-from aetl.transfer import transfer_weights
+from aetl.models.weights import transfer_weights
 
 
 @pytest.mark.parametrize("model", [MLPAE((1, 12, 12), latent_dim=5, hidden=[16]),

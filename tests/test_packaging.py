@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 import tomllib
+from conftest import FIGURES, TINY, TINY_MODEL, options
 from hydra import compose, initialize_config_dir, initialize_config_module
 from hydra.utils import get_object
 from omegaconf import OmegaConf
 
+from aetl.commands.train import train
 from aetl.errors import AetlError
 from aetl.infra.overrides import check
-from aetl.train import train
-from conftest import FIGURES, TINY, TINY_MODEL, options
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"

@@ -5,11 +5,11 @@ bars, and no figure (nor traceback) when there is nothing to draw."""
 import math
 
 import pytest
+from conftest import make_job
 from matplotlib.figure import Figure
 
-from aetl.plots import plot_all
-from aetl.report import main
-from conftest import make_job
+from aetl.commands.report import main
+from aetl.infra.plots import plot_all
 
 
 def row(strategy, n=100, lpc=10, steps=300, labels=True, variant="", acc=0.9, mse=0.002, augmented=math.nan, seeds=3):

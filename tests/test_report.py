@@ -4,9 +4,9 @@ import csv
 import math
 
 import pytest
-
-from aetl.report import main
 from conftest import make_job
+
+from aetl.commands.report import main
 
 CURVES = {0: [0.020, 0.010, 0.009, 0.006, 0.005, 0.004], 1: [0.022, 0.012, 0.007, 0.006, 0.005, 0.004]}
 

@@ -11,12 +11,12 @@ import time
 
 import pytest
 import torch
+from conftest import FIGURES, TINY, TINY_MODEL, aetl, processes, read_metrics, signal_at, wait_for_step, without_time
 
-import aetl.train as pipeline
+import aetl.commands.train as pipeline
+from aetl.commands.train import train
 from aetl.errors import AetlError, Interrupted
 from aetl.infra.rundir import Run, load_checkpoint
-from aetl.train import train
-from conftest import FIGURES, TINY, TINY_MODEL, aetl, processes, read_metrics, signal_at, wait_for_step, without_time
 
 # Enough steps that a kill lands mid-phase; checkpoints between logging points, so that
 # resuming also restores the loss sums of a half-filled logging window.
@@ -171,7 +171,7 @@ def test_a_sweep_run_again_keeps_its_finished_jobs(make_cfg, tmp_path, monkeypat
     cfg = make_cfg("cache_dir=null")
     summary = train(cfg, tmp_path)
     before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
-    monkeypatch.setattr("aetl.train.in_multirun", lambda: True)
+    monkeypatch.setattr("aetl.commands.train.in_multirun", lambda: True)
     assert train(cfg, tmp_path) == json.loads(json.dumps(summary))
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
 

@@ -6,15 +6,15 @@ editing this test, and fails it until aetl/infra/schema.py says what the key acc
 from __future__ import annotations
 
 import pytest
+from conftest import options, run_cli
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from aetl import cli
+from aetl.commands import cli
 from aetl.errors import AetlError
 from aetl.infra import schema
 from aetl.infra.runconfig import config_nodes
-from conftest import options, run_cli
 
 # What each command needs to compose; what an option needs besides its name.
 COMMANDS = {"train": [], "stylize": ["run=/runs/a"], "augment": ["run=/runs/a"], "rank": []}
@@ -170,7 +170,7 @@ def test_the_issues_config_rows_are_one_line_before_anything_runs(tmp_path, monk
 
 def test_a_value_out_of_range_stops_the_job_before_it_writes(make_cfg, tmp_path):
     """The job checks its config too: train() as a library call, or a sweeper's draw."""
-    from aetl.train import train
+    from aetl.commands.train import train
 
     with pytest.raises(AetlError, match=r"^seed must be an integer in \[0, 4294967295\], got 'abc'"):
         train(make_cfg("seed=abc"), tmp_path / "run")

@@ -6,13 +6,13 @@ import pickle
 import numpy as np
 import pytest
 import torch
-
-import aetl.storage
-from aetl.data import Split, load_pair
-from aetl.errors import AetlError, Interrupted
-from aetl.storage import Feed, Storage, _Rows
-from aetl.train import train
 from conftest import FIGURES, read_metrics, signal_at, without_time
+
+import aetl.data.storage
+from aetl.commands.train import train
+from aetl.data.pair import load_pair
+from aetl.data.storage import Feed, Split, Storage, _Rows
+from aetl.errors import AetlError, Interrupted
 
 CPU = torch.device("cpu")
 # A memory budget nothing fits in: `auto` streams both domains, with one worker process.
@@ -35,7 +35,7 @@ def test_images_stay_uint8_until_a_batch_reaches_the_device(make_cfg, tmp_path):
 
 def test_auto_streams_what_does_not_fit(monkeypatch, caplog):
     caplog.set_level("INFO")
-    monkeypatch.setattr(aetl.storage, "free_memory", lambda device: 1000)
+    monkeypatch.setattr(aetl.data.storage, "free_memory", lambda device: 1000)
     storage = Storage(CPU, "auto", 0.5, workers=2)
     assert not storage.streams(500, "source x") and storage.streams(501, "source x")
     assert "source x images: 0.0 MiB as uint8, streamed by 2 DataLoader worker(s) (does not fit in 50%" in caplog.text

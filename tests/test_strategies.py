@@ -7,13 +7,13 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from aetl.data import Split
+from aetl.data.storage import Split
 from aetl.errors import AetlError
 from aetl.infra.rundir import Run
-from aetl.loop import Loop, Phase
 from aetl.models import build_model
+from aetl.models.weights import load_weights
 from aetl.strategies import Context
-from aetl.transfer import load_weights
+from aetl.training.loop import Loop, Phase
 
 CPU = torch.device("cpu")
 SHAPE = (1, 16, 16)
@@ -36,7 +36,7 @@ def conv_cfg(make_cfg):
 def source_and_ctx(cfg, tmp_path):
     source = build_model(cfg.model, SHAPE)
     LOOP.run(source, Phase("pretrain", 5, 16, [{"params": list(source.parameters()), "lr": 1e-2}]),
-             TRAIN, X[:8], Run(tmp_path / "mf"), seed=0)  # real BatchNorm statistics
+             TRAIN, X[:8], seed=0)  # real BatchNorm statistics
     return source, Context(cfg.model, SHAPE, source, CPU)
 
 
@@ -54,7 +54,7 @@ def _compose_strategy(name):
 
 def train_phases(model, phases, tmp_path):
     for i, phase in enumerate(phases):
-        Loop(adam, eval_every=100).run(model, phase, TRAIN, X[:8], Run(tmp_path), seed=i)
+        Loop(adam, eval_every=100, out=Run(tmp_path)).run(model, phase, TRAIN, X[:8], seed=i)
 
 
 def state(module):
@@ -155,24 +155,24 @@ def test_frozen_parts_stay_bit_identical_in_the_loop(conv_cfg, tmp_path):
     model = build_model(conv_cfg.model, SHAPE)
     before = state(model.encoder)
     phase = Phase("transfer", 5, 8, [{"params": list(model.parameters()), "lr": 1e-2}], frozen=[model.encoder])
-    LOOP.run(model, phase, TRAIN, X[:4], Run(tmp_path), seed=0)
+    LOOP.run(model, phase, TRAIN, X[:4], seed=0)
     assert_same(model.encoder, before)
     # The next phase trains what this one froze.
     LOOP.run(model, Phase("transfer", 2, 8, [{"params": list(model.parameters()), "lr": 1e-2}]),
-             TRAIN, X[:4], Run(tmp_path), seed=0)
+             TRAIN, X[:4], seed=0)
     assert not torch.equal(model.encoder[0].weight, before["0.weight"])
 
 
 def test_bad_learning_rate_and_divergence(conv_cfg, tmp_path):
     model = build_model(conv_cfg.model, SHAPE)
     with pytest.raises(AetlError, match="learning rates must be > 0"):
-        Loop(adam, eval_every=1).run(model, Phase("transfer", 2, 4, [{"params": list(model.parameters()), "lr": -1.0}]),
-                                     TRAIN, X, Run(tmp_path), seed=0)
+        Loop(adam, eval_every=1, out=Run(tmp_path)).run(model, Phase("transfer", 2, 4, [{"params": list(model.parameters()), "lr": -1.0}]),
+                                     TRAIN, X, seed=0)
     with torch.no_grad():
         model.decoder[0].weight.fill_(float("nan"))
     with pytest.raises(AetlError, match="loss became nan"):
-        Loop(adam, eval_every=1).run(model, Phase("transfer", 2, 4, [{"params": list(model.parameters()), "lr": 1e-3}]),
-                                     TRAIN, X, Run(tmp_path), seed=0)
+        Loop(adam, eval_every=1, out=Run(tmp_path)).run(model, Phase("transfer", 2, 4, [{"params": list(model.parameters()), "lr": 1e-3}]),
+                                     TRAIN, X, seed=0)
 
 
 def test_weights_that_do_not_fit_are_refused(conv_cfg):
@@ -184,9 +184,9 @@ def test_weights_that_do_not_fit_are_refused(conv_cfg):
 def test_run_phase_logs_each_loss_term(conv_cfg, tmp_path):
     model = build_model(conv_cfg.model, SHAPE)
     ref = copy.deepcopy(model)
-    from aetl.losses import FeatureLoss
+    from aetl.training.losses import FeatureLoss
     phase = Phase("transfer", 6, 8, [{"params": list(model.parameters()), "lr": 1e-2}], losses=[FeatureLoss(ref, 1.0)])
-    Loop(adam, eval_every=3).run(model, phase, TRAIN, X[:10], Run(tmp_path), seed=0)
+    Loop(adam, eval_every=3, out=Run(tmp_path)).run(model, phase, TRAIN, X[:10], seed=0)
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 2 and '"step": 6' in lines[1]
     for key in ('"train_loss"', '"recon"', '"feature"', '"val_mse"'):
@@ -200,8 +200,7 @@ def test_precision_settings(conv_cfg, tmp_path):
         Loop.from_config(bad, CPU)
     model = build_model(conv_cfg.model, SHAPE)
     before = state(model)
-    Loop(adam, eval_every=5, precision="bf16").run(
-        model, Phase("transfer", 5, 8, [{"params": list(model.parameters()), "lr": 1e-2}]), TRAIN, X[:4],
-        Run(tmp_path), seed=0)
+    Loop(adam, eval_every=5, precision="bf16", out=Run(tmp_path)).run(
+        model, Phase("transfer", 5, 8, [{"params": list(model.parameters()), "lr": 1e-2}]), TRAIN, X[:4], seed=0)
     assert not torch.equal(model.decoder[0].weight, before["decoder.0.weight"])
     assert '"train_loss"' in (tmp_path / "metrics.jsonl").read_text()

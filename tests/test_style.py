@@ -177,7 +177,7 @@ def test_style_app_writes_the_results_the_losses_and_a_labelled_grid(tmp_path):
 
 
 def test_a_folder_of_your_own_pictures_joins_the_crops(tmp_path):
-    from aetl.domains.crops import load
+    from aetl.data.domains.crops import load
 
     (tmp_path / "mine").mkdir()
     for k in range(2):

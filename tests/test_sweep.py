@@ -6,12 +6,12 @@ import re
 
 import pytest
 import yaml
+from conftest import TINY, TINY_MODEL, aetl
 from omegaconf import OmegaConf
 
+from aetl.commands.train import train
 from aetl.errors import AetlError
 from aetl.infra.objective import check_objective, objective_value
-from aetl.train import train
-from conftest import TINY, TINY_MODEL, aetl
 
 
 def objective(key="target_val_mse", direction="minimize"):

@@ -9,12 +9,12 @@ from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 from PIL import Image
 
-from aetl.apps import load_run
-from aetl.augment import augment
+from aetl.api import load_run
+from aetl.commands.augment import augment
+from aetl.commands.stylize import stylize
+from aetl.commands.train import train
 from aetl.infra.rundir import load_checkpoint
 from aetl.strategies.concat import ConcatAE
-from aetl.stylize import stylize
-from aetl.train import train
 
 CPU = torch.device("cpu")
 FCONV = ["model=fconv", "model.channels=[4,8]", "model.latent_channels=4"]

@@ -1,11 +1,12 @@
 import json
 
 import pytest
+from conftest import FIGURES, SUMMARY_KEYS, TINY, read_metrics
 from PIL import Image
 
+from aetl.commands.train import train
 from aetl.errors import AetlError
-from aetl.train import train
-from conftest import FIGURES, SUMMARY_KEYS, TINY, read_metrics
+
 
 def test_finetune_run_writes_the_whole_run_dir(make_cfg, tmp_path):
     summary = train(make_cfg("strategy=finetune"), tmp_path)

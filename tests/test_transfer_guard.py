@@ -7,16 +7,16 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import options
 from hydra import compose, initialize_config_module
 from PIL import Image
 
-from aetl.domains import synthetic
+from aetl.commands.rank import rank, recommend
+from aetl.commands.train import train
+from aetl.data.domains import synthetic
+from aetl.data.fit import TIE_SHARE
 from aetl.errors import AetlError, user_error
-from aetl.fit import TIE_SHARE
 from aetl.infra.rundir import load_checkpoint
-from aetl.rank import rank, recommend
-from aetl.train import train
-from conftest import options
 
 FIGURES = ["target_mse", "target_psnr", "target_acc", "target_val_mse"]
 

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from aetl.transferability import logme, logme_gain, pca_codes
+from aetl.evaluation.transferability import logme, logme_gain, pca_codes
 
 
 def logme_one_class_at_a_time(features, labels, iterations=50):

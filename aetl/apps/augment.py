@@ -28,9 +28,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from aetl.data import Pair, Split
+from aetl.data.pair import Pair
+from aetl.data.storage import Split
 from aetl.errors import AetlError
-from aetl.evaluate import accuracy, fit_probe, target_predictor
+from aetl.evaluation.metrics import accuracy, fit_probe, target_predictor
 from aetl.models import AutoEncoder
 
 TARGET_IMAGES = 4096  # mode=source: target training images whose codes' mean and std the source codes take

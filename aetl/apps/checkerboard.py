@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from aetl.domains.shape import to_channels
+from aetl.data.framing import to_channels
 
 PERIOD = 4  # the decoder's largest stride that the measure looks at (periods 2 and 4)
 

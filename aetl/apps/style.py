@@ -126,8 +126,8 @@ def load_image(name: str, size: int | None, channels: int, device: torch.device)
     import numpy as np
     from PIL import Image
 
-    from aetl.domains.crops import read_image
-    from aetl.domains.shape import to_channels
+    from aetl.data.domains.crops import read_image
+    from aetl.data.framing import to_channels
 
     array = read_image(name)
     if size:

@@ -1,4 +1,4 @@
-"""The command line's overrides, checked before Hydra runs (`aetl/cli.py` calls `check`).
+"""The command line's overrides, checked before Hydra runs (`aetl/commands/cli.py` calls `check`).
 
 Hydra reports a bad override only once it runs: as a screen of text, or as a traceback from
 deep in the job for a value of the wrong type. Here the overrides are parsed and composed

@@ -1,7 +1,7 @@
 """The type and range of every config key, checked before anything runs.
 
 `SPECS` maps a dotted key pattern (`*`: one segment, `**`: any number of them) to what the
-key accepts. `aetl/cli.py` checks each override's value (every value of a sweep) before it
+key accepts. `aetl/commands/cli.py` checks each override's value (every value of a sweep) before it
 composes the config, and the composed config as a whole (values from config files,
 interpolations, the margin against the image size); each command checks its config again
 in the job, where Optuna's sampled values and the other values of a sweep arrive. A key no

@@ -15,9 +15,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from aetl.errors import AetlError
-from aetl.loop import Phase
 from aetl.models import AutoEncoder, build_model, place
-from aetl.transfer import transfer_weights
+from aetl.models.weights import transfer_weights
+from aetl.training.loop import Phase
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ from omegaconf import DictConfig
 from torch import nn
 
 from aetl.errors import AetlError
-from aetl.loop import Phase
 from aetl.models import AutoEncoder, place, rebuild
 from aetl.strategies import Context, Strategy, all_params
+from aetl.training.loop import Phase
 
 PLACES = ("input", "latent")
 

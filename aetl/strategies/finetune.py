@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from aetl.loop import Phase
 from aetl.models import AutoEncoder
 from aetl.strategies import Context, Strategy, parts_params, split_steps
+from aetl.training.loop import Phase
 
 
 class Finetune(Strategy):

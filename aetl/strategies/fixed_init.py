@@ -1,5 +1,5 @@
 """fixed_init (fixed weight initialisation): the target AE, which may be larger than Mf
-(`target_model`), starts from Mf by the fixed rule of aetl.transfer. The transferred
+(`target_model`), starts from Mf by the fixed rule of aetl.models.weights. The transferred
 encoder is first held fixed for `frozen_fraction` of the target steps while the rest
 adapts to T; then everything is fine-tuned with a feature loss (weight
 `feature_weight`, scale-free) that keeps the target codes close to the frozen Mf's
@@ -11,10 +11,10 @@ import copy
 
 from omegaconf import DictConfig
 
-from aetl.loop import Phase
-from aetl.losses import FeatureLoss
 from aetl.models import AutoEncoder
 from aetl.strategies import Context, Strategy, all_params, split_steps
+from aetl.training.loop import Phase
+from aetl.training.losses import FeatureLoss
 
 
 class FixedInit(Strategy):

@@ -3,7 +3,7 @@
 Rules: `concat` wraps the target AE with the frozen Mf's codes; `finetune` or
 `fixed_init` then decides how that target AE starts from Mf and how it trains
 (its schedule, learning rates and feature loss), with Mf's weights copied into the
-larger target AE by the rule of aetl.transfer. So the possible mixtures are
+larger target AE by the rule of aetl.models.weights. So the possible mixtures are
 [concat, finetune] and [concat, fixed_init]. finetune and fixed_init both decide
 the same two things and are refused together; scratch has no Mf to mix with.
 Each part keeps its own settings (strategy.concat.at, strategy.finetune.*, ...).
@@ -15,9 +15,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from aetl.errors import AetlError
-from aetl.loop import Phase
 from aetl.models import AutoEncoder
 from aetl.strategies import Context, Strategy
+from aetl.training.loop import Phase
 
 MIXABLE = ("concat", "finetune", "fixed_init")
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from omegaconf import DictConfig
 from torch import nn
 
-from aetl.loop import Phase
 from aetl.models import AutoEncoder
 from aetl.strategies import Context, Strategy, all_params
+from aetl.training.loop import Phase
 
 
 class Scratch(Strategy):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from aetl.domains import Domain, to_uint8
+from aetl.data.domains import Domain, to_uint8
 
 
 def load(n: int = 200, n_classes: int = 4, size: int = 16, channels: int = 1, seed: int = 0) -> Domain:

@@ -9,10 +9,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from aetl.apps import load_run
-from aetl.data import load_pair
+from aetl.api import load_run
+from aetl.data.fit import FitChoice
+from aetl.data.pair import load_pair
 from aetl.errors import reports_errors
-from aetl.fit import FitChoice
 from aetl.infra.distributed import pick_device
 from aetl.infra.rundir import Run, register_resolvers
 from aetl.infra.schema import check_config

@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def write_all(text: str, table: list[dict], curves: list[dict[int, float]], out: Path) -> None:
-    from aetl.plots import plot_all
+    from aetl.infra.plots import plot_all
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.md").write_text(text)

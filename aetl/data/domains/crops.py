@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from aetl.domains import Domain, to_uint8
+from aetl.data.domains import Domain, to_uint8
 from aetl.errors import AetlError
 
 
@@ -66,7 +66,7 @@ def load(images: Sequence[str], n: int = 1000, size: int = 32, scale: float = 1.
 
 def expand_folders(images: Sequence[str]) -> list[str]:
     """images with each folder replaced by the image files in it, sorted by name."""
-    from aetl.domains.folder import EXTENSIONS
+    from aetl.data.domains.folder import EXTENSIONS
 
     out = []
     for image in images:

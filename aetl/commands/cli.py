@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     if command not in COMMANDS:
         sys.exit(f"aetl: unknown command {command!r}; choose one of {', '.join(COMMANDS)} (aetl --help)")
     if command == "report":
-        from aetl.report import main as report_main
+        from aetl.commands.report import main as report_main
 
         sys.exit(report_main(rest))
     if command == "train":
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
         check_run_dir(rest, cfg)
     check_output(command, rest)
     logging.raiseExceptions = False  # a full disk under run.log: the job's own one line says so, not a traceback
-    module = importlib.import_module(f"aetl.{command}")
+    module = importlib.import_module(f"aetl.commands.{command}")
     sys.argv = [f"aetl {command}", *rest, *quiet_rank_overrides()]
     module.main()
 

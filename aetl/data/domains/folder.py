@@ -1,6 +1,6 @@
 """A user's own images: one sub-folder per class, or a single folder of unlabelled images.
 
-Files are decoded on every core (aetl.domains.decode) straight into the array `alloc`
+Files are decoded on every core (aetl.data.domains.decode) straight into the array `alloc`
 gives (a memory-mapped file of the image cache, or memory). `fingerprint` names the
 files with their sizes and modification times: the image cache decodes a folder again
 when it changes.
@@ -16,8 +16,8 @@ from typing import Callable
 
 import numpy as np
 
-from aetl.domains import Domain
-from aetl.domains.decode import decode_into
+from aetl.data.domains import Domain
+from aetl.data.domains.decode import decode_into
 from aetl.errors import AetlError
 
 log = logging.getLogger(__name__)

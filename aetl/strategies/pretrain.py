@@ -13,15 +13,15 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 import aetl
-from aetl.data import Side
+from aetl.data.pair import Side, frame_shape
 from aetl.infra.cache import SourceCache, cache_key
-from aetl.infra.distributed import World
-from aetl.infra.resume import Progress
-from aetl.infra.rundir import Run, load_checkpoint
-from aetl.loop import Loop, Phase
-from aetl.losses import ClassifyLoss
+from aetl.infra.rundir import load_checkpoint
 from aetl.models import AutoEncoder, build_model, place
-from aetl.transfer import load_weights
+from aetl.models.weights import load_weights
+from aetl.strategies import Strategy
+from aetl.training.context import RunContext
+from aetl.training.loop import Phase
+from aetl.training.losses import ClassifyLoss
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +54,12 @@ def source_spec(cfg: DictConfig, pretrain: DictConfig) -> dict:
         "seed": cfg.seed, "aetl": aetl.__version__}), resolve=True)
 
 
-def obtain_mf(cfg: DictConfig, source: Side, shape: tuple[int, int, int], overrides: dict, run: Run,
-              loop: Loop, device: torch.device, progress: Progress | None = None) -> SourceModel:
+def obtain_mf(ctx: RunContext, source: Side, overrides: dict) -> SourceModel:
     """Mf for this job, trained on (or loaded for) the source side; also written to the run dir
-    as checkpoints/source.pt. With progress, pretraining checkpoints into last.pt and resumes
-    from it. Its classifier head, when it has one, scores the source's classes."""
+    as checkpoints/source.pt. With the run's progress, pretraining checkpoints into last.pt and
+    resumes from it. Its classifier head, when it has one, scores the source's classes."""
+    cfg, run, progress = ctx.cfg, ctx.run, ctx.progress
+    shape = frame_shape(cfg.data)
     pretrain = pretrain_settings(cfg, overrides)
     given = load_checkpoint(cfg.pretrained) if cfg.pretrained else None
     labels = "head.weight" in given["model"] if given else pretrain.cls_weight > 0
@@ -69,7 +70,7 @@ def obtain_mf(cfg: DictConfig, source: Side, shape: tuple[int, int, int], overri
         pretrain.cls_weight = 0.0
     torch.manual_seed(cfg.seed)  # Mf's initialisation does not depend on what ran before
     n_classes = given["model"]["head.weight"].shape[0] if given and labels else len(source.classes)
-    model = place(build_model(cfg.model, shape, n_classes if labels else 0), device)
+    model = place(build_model(cfg.model, shape, n_classes if labels else 0), ctx.device)
     started = time.perf_counter()
     if progress:  # a resumed pretraining counts the time it spent before the interruption
         started -= run.elapsed() - progress.context.setdefault("source_started_s", run.elapsed())
@@ -78,50 +79,65 @@ def obtain_mf(cfg: DictConfig, source: Side, shape: tuple[int, int, int], overri
         log.info("source model loaded from %s", cfg.pretrained)
         mf = SourceModel(model, 0.0, str(cfg.pretrained), "off", labels)
     elif cfg.cache_dir:
-        cache, spec = SourceCache(cfg.cache_dir), source_spec(cfg, pretrain)
-        key = cache_key(spec)
-        world = loop.world  # under torchrun rank 0 holds the lock and decides; the others follow
-        # A resumed pretraining finishes its own Mf (and stores it), as the uninterrupted job would have.
-        resuming = progress is not None and progress.resuming_pretraining
-        with cache.locked(key) if world.is_main else contextlib.nullcontext():
-            state = cache.load(key) if world.is_main and not resuming else None
-            if world.broadcast(state is not None):
-                state = state or cache.load(key)
-                load_weights(model, state["model"], str(cache.entry(key)))
-                log.info("source model: cache hit %s", cache.entry(key))
-                mf = SourceModel(model, 0.0, "cache", "hit", labels)
-            else:
-                log.info("source model: cache miss, pretraining into %s", cache.entry(key))
-                _pretrain(model, pretrain, cfg, source, run, loop, progress)
-                if world.is_main:
-                    cache.store(key, _state(model, cfg, source, shape, labels), spec)
-                mf = SourceModel(model, time.perf_counter() - started, "pretrained", "miss", labels)
+        mf = _cached_mf(ctx, model, pretrain, source, labels)
+        mf.seconds = time.perf_counter() - started if mf.cache == "miss" else 0.0
     else:
-        _pretrain(model, pretrain, cfg, source, run, loop, progress)
+        _pretrain(ctx, model, pretrain, source)
         mf = SourceModel(model, time.perf_counter() - started, "pretrained", "off", labels)
     run.save_checkpoint("source.pt", _state(model, cfg, source, shape, labels))
     return mf
 
 
-def resumed_mf(cfg: DictConfig, shape: tuple[int, int, int], run: Run, provenance: dict, device: torch.device,
-               world: World) -> SourceModel:
+def _cached_mf(ctx: RunContext, model: AutoEncoder, pretrain: DictConfig, source: Side, labels: bool) -> SourceModel:
+    """Mf from the source-model cache, or pretrained and stored there. Under torchrun rank 0
+    holds the lock and decides; the others follow."""
+    cfg, world = ctx.cfg, ctx.world
+    cache, spec = SourceCache(cfg.cache_dir), source_spec(cfg, pretrain)
+    key = cache_key(spec)
+    # A resumed pretraining finishes its own Mf (and stores it), as the uninterrupted job would have.
+    resuming = ctx.progress is not None and ctx.progress.resuming_pretraining
+    with cache.locked(key) if world.is_main else contextlib.nullcontext():
+        state = cache.load(key) if world.is_main and not resuming else None
+        if world.broadcast(state is not None):
+            state = state or cache.load(key)
+            load_weights(model, state["model"], str(cache.entry(key)))
+            log.info("source model: cache hit %s", cache.entry(key))
+            return SourceModel(model, 0.0, "cache", "hit", labels)
+        log.info("source model: cache miss, pretraining into %s", cache.entry(key))
+        _pretrain(ctx, model, pretrain, source)
+        if world.is_main:
+            cache.store(key, _state(model, cfg, source, frame_shape(cfg.data), labels), spec)
+        return SourceModel(model, 0.0, "pretrained", "miss", labels)
+
+
+def settle_mf(ctx: RunContext, strategy: Strategy, source: Side) -> SourceModel:
+    """Mf as obtain_mf finds it, or as an interrupted run of this dir had settled it."""
+    progress = ctx.progress
+    if progress is not None and progress.past_source:  # (a last.pt from before Mf's provenance was "mf": "source")
+        return resumed_mf(ctx, progress.context.get("mf") or progress.context["source"])
+    mf = obtain_mf(ctx, source, strategy.pretrain)
+    if progress is not None:
+        progress.context["mf"] = mf.provenance()
+    return mf
+
+
+def resumed_mf(ctx: RunContext, provenance: dict) -> SourceModel:
     """Mf as an interrupted run had settled it: checkpoints/source.pt and how it was obtained."""
-    state = load_checkpoint(run.checkpoints / "source.pt") if world.is_main else None
-    state = world.broadcast(state)
+    path = ctx.run.checkpoints / "source.pt"
+    state = ctx.world.broadcast(load_checkpoint(path) if ctx.world.is_main else None)
     head = state["model"]["head.weight"].shape[0] if "head.weight" in state["model"] else 0
-    model = place(build_model(cfg.model, shape, head), device)
-    load_weights(model, state["model"], str(run.checkpoints / "source.pt"))
+    model = place(build_model(ctx.cfg.model, frame_shape(ctx.cfg.data), head), ctx.device)
+    load_weights(model, state["model"], str(path))
     return SourceModel(model, **provenance)
 
 
-def _pretrain(model: AutoEncoder, p: DictConfig, cfg: DictConfig, source: Side, run: Run, loop: Loop,
-              progress: Progress | None) -> None:
+def _pretrain(ctx: RunContext, model: AutoEncoder, p: DictConfig, source: Side) -> None:
     losses = [ClassifyLoss(p.cls_weight)] if p.cls_weight > 0 else []
     phase = Phase("pretrain", p.steps, p.batch_size, [{"params": list(model.parameters()), "lr": p.lr}],
                   losses=losses)
     log.info("pretraining %s on %d %s images for %d steps%s", type(model).__name__, len(source.train),
              source.name, p.steps, " with source labels" if losses else "")
-    loop.run(model, phase, source.train, source.val.pixels(), run, cfg.seed, progress=progress)
+    ctx.loop.run(model, phase, source.train, source.val.pixels(), ctx.seed)
 
 
 def _labelled(source: Side) -> bool:

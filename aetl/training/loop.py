@@ -19,19 +19,18 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from aetl.data.storage import Feed, Split
 from aetl.errors import AetlError
-from aetl.evaluate import recon_errors
+from aetl.evaluation.metrics import recon_errors
 from aetl.infra.distributed import SINGLE, World
 from aetl.infra.resume import set_rng_states
 from aetl.infra.rundir import Run, resume_hint
-from aetl.losses import Step
 from aetl.models import AutoEncoder
-from aetl.storage import Feed
+from aetl.training.losses import Step
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from aetl.data import Split
     from aetl.infra.resume import Progress
     from aetl.infra.signals import StopSignals
 
@@ -49,7 +48,7 @@ class Phase:
     groups: list[dict]  # optimiser param groups, each with its own "lr"
     frozen: Sequence[nn.Module] = field(default_factory=tuple)  # held fixed: no grads, BatchNorm in eval
     losses: list[LossTerm] = field(default_factory=list)  # added to the reconstruction loss
-    source_images: "Split | None" = None  # when set, every step also draws a batch of these images
+    source_images: Split | None = None  # when set, every step also draws a batch of these images
 
     def check(self) -> None:
         if self.steps < 0 or self.batch_size < 1:
@@ -74,10 +73,12 @@ class Loop:
     checkpoint_every: int = 0  # steps between saves of last.pt (0: only at the end of a phase)
     signals: "StopSignals | None" = None  # SIGTERM/SIGINT/SIGUSR2: save last.pt and stop after this step
                                           # (under torchrun: at the next logging point)
+    out: Run | None = None  # where the metrics go (None: nowhere)
+    progress: "Progress | None" = None  # where the run stands: last.pt is written and resumed from here
 
     @classmethod
-    def from_config(cls, trainer: DictConfig, device: torch.device, world: World = SINGLE,
-                    signals: "StopSignals | None" = None) -> "Loop":
+    def from_config(cls, trainer: DictConfig, device: torch.device, out: Run | None = None, world: World = SINGLE,
+                    signals: "StopSignals | None" = None, progress: "Progress | None" = None) -> "Loop":
         from hydra.utils import instantiate
 
         check_trainer(trainer)
@@ -88,10 +89,10 @@ class Loop:
             raise AetlError(f"trainer.precision must be auto, fp32 or bf16, got {precision!r}")
         return cls(make_optimizer=instantiate(trainer.optimizer), eval_every=trainer.eval_every,
                    bars=trainer.progress, precision=precision, compile=trainer.compile, world=world,
-                   checkpoint_every=trainer.checkpoint_every, signals=signals)
+                   checkpoint_every=trainer.checkpoint_every, signals=signals, out=out, progress=progress)
 
-    def run(self, model: AutoEncoder, phase: Phase, train: "Split", val_x: torch.Tensor, run: Run, seed: int,
-            first_step: int = 0, progress: "Progress | None" = None) -> None:
+    def run(self, model: AutoEncoder, phase: Phase, train: Split, val_x: torch.Tensor, seed: int,
+            first_step: int = 0) -> None:
         """Train model for phase.steps steps on the train split, logging validation MSE on val_x.
 
         Logged steps count on from first_step, so the phases of one transfer share one step
@@ -100,7 +101,7 @@ class Loop:
         phase and before stopping for a signal, and a phase that last.pt is in carries on
         from it."""
         phase.check()
-        state = self._prepare(model, phase, train, seed, first_step, progress)
+        state = self._prepare(model, phase, train, seed, first_step)
         objective = self._objective(model, phase)
         reporter = Reporter(phase.name, first_step, state.done, phase.steps, state.feed.batch_size,
                             self.bars and self.world.is_main)
@@ -110,16 +111,15 @@ class Loop:
                 self._step(objective, model, phase, state, xb, yb)
                 logging_point = (first_step + step) % self.eval_every == 0 or step == phase.steps
                 if logging_point:
-                    means = self._log(model, phase, state, run, val_x, epoch, first_step + step)
+                    means = self._log(model, phase, state, val_x, epoch, first_step + step)
                     reporter.report(step, means["train_loss"], means["val_mse"])
                 due = step == phase.steps or (self.checkpoint_every and step % self.checkpoint_every == 0)
-                saved = self._checkpoint(model, phase, state, progress, first_step, step) if due else None
+                saved = self._checkpoint(model, phase, state, first_step, step) if due else None
                 if self._stop_requested(logging_point):
-                    saved = saved or self._checkpoint(model, phase, state, progress, first_step, step)
-                    self._stop(phase, first_step + step, saved, run)
+                    saved = saved or self._checkpoint(model, phase, state, first_step, step)
+                    self._stop(phase, first_step + step, saved)
 
-    def _prepare(self, model: AutoEncoder, phase: Phase, train: "Split", seed: int, first_step: int,
-                 progress: "Progress | None") -> "_Training":
+    def _prepare(self, model: AutoEncoder, phase: Phase, train: Split, seed: int, first_step: int) -> "_Training":
         """Freeze what the phase holds fixed, make its optimiser and batches, and put them back
         where last.pt left them when the phase is the one it is in."""
         model.requires_grad_(True)  # an earlier phase may have frozen what this one trains
@@ -131,7 +131,7 @@ class Loop:
                           gen=torch.Generator(device=device).manual_seed(seed),  # on the device in either storage mode
                           feed=Feed(train, min(phase.batch_size, len(train)), self.world),
                           perm=torch.empty(0, dtype=torch.long, device=device))
-        resumed = progress.state(phase.name, first_step) if progress else None
+        resumed = self.progress.state(phase.name, first_step) if self.progress else None
         if resumed:
             state.restore(resumed, model, device)
         return state
@@ -147,8 +147,8 @@ class Loop:
         state.optimizer.step()
         state.add({"train_loss": loss, **losses})
 
-    def _log(self, model: AutoEncoder, phase: Phase, state: "_Training", run: Run, val_x: torch.Tensor,
-             epoch: int, step: int) -> dict[str, float]:
+    def _log(self, model: AutoEncoder, phase: Phase, state: "_Training", val_x: torch.Tensor, epoch: int,
+             step: int) -> dict[str, float]:
         """The mean losses since the last log line (over the ranks) and the validation MSE, to
         metrics.jsonl; the only place the loop reads values back from the device."""
         means = {k: (v / state.since_log).item() for k, v in self.world.mean(state.running).items()}
@@ -156,20 +156,21 @@ class Loop:
             raise AetlError(f"{phase.name}: the loss became {means['train_loss']} by step {step}; lower the "
                             "learning rate (the last good checkpoint is kept)")
         means["val_mse"] = recon_errors(model, val_x).mean().item() if len(val_x) else float("nan")
-        run.log_metrics(phase.name, epoch=epoch, step=step, **means)
+        if self.out is not None:
+            self.out.log_metrics(phase.name, epoch=epoch, step=step, **means)
         state.running.clear()
         state.since_log = 0
         return means
 
-    def _checkpoint(self, model: AutoEncoder, phase: Phase, state: "_Training", progress: "Progress | None",
-                    first_step: int, step: int) -> "Path | None":
+    def _checkpoint(self, model: AutoEncoder, phase: Phase, state: "_Training", first_step: int,
+                    step: int) -> "Path | None":
         """last.pt after this step (rank 0 writes it), if this run keeps one."""
-        if progress is None:
+        if self.progress is None:
             return None
         if not all(torch.isfinite(t).all() for t in [*state.running.values(), *model.parameters()]):
             raise AetlError(f"{phase.name}: the loss or the weights became inf or nan by step {first_step + step}; "
                             "lower the learning rate (the last good checkpoint is kept)")
-        return progress.save(phase.name, first_step, step, model, state.loop_state())
+        return self.progress.save(phase.name, first_step, step, model, state.loop_state())
 
     def _stop_requested(self, logging_point: bool) -> bool:
         """A signal asked to stop. Under torchrun the ranks agree at logging points (every
@@ -185,10 +186,11 @@ class Loop:
             self.signals.received = agreed
         return self.signals.received is not None
 
-    def _stop(self, phase: Phase, step: int, saved: "Path | None", run: Run) -> None:
+    def _stop(self, phase: Phase, step: int, saved: "Path | None") -> None:
         name = signal.Signals(self.signals.received).name
         done = f"saved {saved}" if saved else "nothing saved"
-        self.signals.stop(f"stopped by {name} at {phase.name} step {step}; {done}; {resume_hint(run.root)}"
+        where = f"; {resume_hint(self.out.root)}" if self.out is not None else ""
+        self.signals.stop(f"stopped by {name} at {phase.name} step {step}; {done}{where}"
                           if self.world.is_main else None)
 
     def _objective(self, model: AutoEncoder, phase: Phase) -> nn.Module:
@@ -305,7 +307,7 @@ class Objective(nn.Module):
         return losses
 
 
-def _source_batch(images: "Split | None", n: int, gen: torch.Generator, world: World) -> tuple:
+def _source_batch(images: Split | None, n: int, gen: torch.Generator, world: World) -> tuple:
     """n source images and labels (this rank's share of a draw every rank makes alike), or ()."""
     if images is None:
         return ()

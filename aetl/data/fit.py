@@ -1,7 +1,7 @@
 """Choosing, without labels, how a target domain is mapped into the pair's frame (`fit: auto`).
 
 Every candidate (geometry, margin and tone, as far as the domain's config leaves them
-open: see aetl.domains.shape) maps the target's *training* images into the frame; the
+open: see aetl.data.framing) maps the target's *training* images into the frame; the
 source model Mf reconstructs them; the reconstructions are mapped back to the images'
 own size, place and tone (`unfit_images`) and compared with the images as they were. A
 candidate's score is the fraction of the images' variance left unexplained (FVU): that
@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import torch
 from omegaconf import DictConfig
 
-from aetl.domains.shape import GEOMETRIES, TONES, Fit, Levels, fit_images, to_channels, tone, unfit_images
+from aetl.data.framing import GEOMETRIES, TONES, Fit, Levels, fit_images, to_channels, tone, unfit_images
 from aetl.errors import AetlError
 from aetl.models import AutoEncoder
 

@@ -6,9 +6,11 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
+from omegaconf import DictConfig
 
-from aetl.data import Pair
-from aetl.domains import unit
+from aetl.data.domains import unit
+from aetl.data.pair import Pair
+from aetl.infra.rundir import Run
 from aetl.models import AutoEncoder
 
 Predictor = Callable[[torch.Tensor], torch.Tensor]  # images -> class indices
@@ -112,3 +114,41 @@ def accuracy(predict: Predictor | None, split) -> float | None:
     if predict is None or not len(keep):
         return None
     return (predict(split.pixels(keep)) == split.y[keep]).float().mean().item()
+
+
+def evaluate_run(model: AutoEncoder, pair: Pair, cfg: DictConfig, run: Run) -> dict:
+    """Target and source test metrics (logged to metrics.jsonl) and the reconstruction grids;
+    cfg is the `eval` branch.
+
+    target_acc is the linear probe on the labelled target images; with no target labels it
+    is Mf's source classifier applied to T as it is (when it has one and the target's classes
+    are among the source's)."""
+    target = reconstruction_metrics(model, pair.target.test.pixels())
+    head = source_head(model, pair)
+    predict = target_predictor(model, pair, cfg.probe_l2)
+    val = validation_figures(model, pair, cfg, predict)  # for tuning: model selection never reads the test split
+    metrics = {"target_mse": target["mse"], "target_psnr": target["psnr"],
+               "target_acc": accuracy(predict, pair.target.test),
+               "target_acc_source_head": accuracy(head, pair.target.test), "target_val_acc": val["val_acc"],
+               "source_mse": reconstruction_metrics(model, pair.source.test.pixels())["mse"],
+               "target_val_mse": val["val_mse"], "n_target_labelled": len(pair.target.train.labelled())}
+    run.log_metrics("eval", **metrics)
+    for name, split in (("recon_source.png", pair.source.test), ("recon_target.png", pair.target.test)):
+        x = split.batch(slice(0, cfg.n_images))
+        run.save_recon_grid(name, x, reconstruction(model, x))
+    return metrics
+
+
+def validation_figures(model: AutoEncoder, pair: Pair, cfg: DictConfig, predict: Predictor | None = None) -> dict:
+    """Validation MSE, and validation accuracy where the target has labels: what choices are made on."""
+    val = pair.target.val
+    if not len(val):
+        return {"val_mse": None, "val_acc": None}
+    predict = predict or target_predictor(model, pair, cfg.probe_l2)
+    return {"val_mse": reconstruction_metrics(model, val.pixels())["mse"], "val_acc": accuracy(predict, val)}
+
+
+@torch.no_grad()
+def reconstruction(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    model.eval()
+    return model(x).recon

@@ -11,7 +11,7 @@ A `Fit` says how: a geometry and a tone.
 - The tone is an affine map of the pixel values, `clamp(scale * x + shift)`:
   `keep` (1, 0), `invert` (-1, 1), or `match`: the domain's background and
   foreground levels moved onto the source's (see `Levels`).
-Which fit suits a target is chosen label-free in `aetl.fit`.
+Which fit suits a target is chosen label-free in `aetl.data.fit`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from aetl.domains import quantize, unit
+from aetl.data.domains import quantize, unit
 from aetl.errors import AetlError
 
 GEOMETRIES = ("resize", "frame", "crop")

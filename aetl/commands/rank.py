@@ -3,7 +3,7 @@
 Each candidate source (a domain name in `sources`, composed as `data/source=NAME` with the
 command's other overrides, or a source-model checkpoint in `models`) gives a source model
 Mf: from the cache when it is there, else pretrained once (and cached). Each Mf is then
-scored on the target's *training* images with forward passes only (aetl.transferability):
+scored on the target's *training* images with forward passes only (aetl.evaluation.transferability):
 the target's fit is chosen with it as `aetl train` would choose it (its score is the
 zero-shot column), and, when target labels exist, LogME scores its codes of the labelled
 images against the target's own PCA codes. Sources are ranked by that LogME gain; the
@@ -30,18 +30,19 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import MissingConfigException
 from omegaconf import DictConfig
 
-from aetl.data import Unmapped, frame_shape, load_source, load_target
-from aetl.domains.shape import Fit, Levels, fit_images
+from aetl.data.fit import MAX_IMAGES, target_fit
+from aetl.data.framing import Fit, Levels, fit_images
+from aetl.data.pair import Unmapped, frame_shape, load_source, load_target
 from aetl.errors import AetlError, reports_errors
-from aetl.fit import MAX_IMAGES, target_fit
-from aetl.infra.distributed import SINGLE, pick_device
+from aetl.evaluation.transferability import PCA_IMAGES, encode, logme, logme_gain, pca_codes, zero_shot
+from aetl.infra.distributed import pick_device
 from aetl.infra.rundir import Run, load_checkpoint, register_resolvers
 from aetl.infra.schema import check_config
-from aetl.loop import Loop
 from aetl.models import AutoEncoder, rebuild
-from aetl.pretrain import obtain_mf
-from aetl.transfer import load_weights
-from aetl.transferability import PCA_IMAGES, encode, logme, logme_gain, pca_codes, zero_shot
+from aetl.models.weights import load_weights
+from aetl.strategies.pretrain import obtain_mf
+from aetl.training.context import RunContext
+from aetl.training.loop import Loop
 
 log = logging.getLogger(__name__)
 register_resolvers()
@@ -99,7 +100,7 @@ def rank(cfg: DictConfig, out_dir: Path, overrides: list[str], composer=compose_
 
 def score(name: str, mf: AutoEncoder, reference: Levels, target: Unmapped, cfg: DictConfig, mf_s: float,
           own: float | None = None) -> dict:
-    """One candidate's scores on the target's training images (aetl.transferability); `own` is
+    """One candidate's scores on the target's training images (aetl.evaluation.transferability); `own` is
     Mf's zero-shot score on its own source's validation images, when they are at hand."""
     started = time.perf_counter()
     channels, size = frame_shape(cfg.data)[:2]
@@ -162,8 +163,8 @@ def _domain_mf(cfg: DictConfig, name: str, run: Run, device: torch.device) -> tu
     levels, Mf's zero-shot score on the source's validation images, and the seconds it took."""
     started = time.perf_counter()
     source = load_source(cfg.data, device)
-    loop = Loop.from_config(cfg.trainer, device, SINGLE)
-    mf = obtain_mf(cfg, source, frame_shape(cfg.data), {}, Run(run.root / "sources" / name), loop, device)
+    out = Run(run.root / "sources" / name)
+    mf = obtain_mf(RunContext(cfg, out, Loop.from_config(cfg.trainer, device, out), device), source, {})
     channels, size = frame_shape(cfg.data)[:2]
     own = zero_shot(mf.model, source.val.x.cpu(), size, channels, Fit()) if len(source.val) else None
     return mf.model, Levels.of(source.train.x[:4096].cpu()), own, time.perf_counter() - started

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from aetl.domains import Domain, digit_classes, to_uint8
+from aetl.data.domains import Domain, digit_classes, to_uint8
 
 
 def load() -> Domain:

@@ -23,8 +23,8 @@ import math
 import numpy as np
 import torch
 
-from aetl.domains.shape import Fit
-from aetl.fit import image_errors, spread
+from aetl.data.fit import image_errors, spread
+from aetl.data.framing import Fit
 from aetl.models import AutoEncoder
 
 RESAMPLES = 100  # bootstrap resamples of the labelled images behind logme_gain's standard error

@@ -1,5 +1,5 @@
 """Image domains. Each module's `load(...)` returns a Domain at its native size;
-`aetl.domains.shape` maps every domain to the shape the config chooses.
+`aetl.data.framing` maps every domain to the shape the config chooses.
 
 Images are stored as uint8 from decoding to the device (a quarter of float32's bytes);
 `unit` turns a batch into float32 in [0, 1] where it is computed on."""

@@ -9,7 +9,7 @@ Images stay uint8 until a batch is on the device, where it becomes float32 in [0
   while the device trains on the last one;
 - `auto`: `device` when the domain's images fit in `data.memory_share` of the device's
   free memory (host memory available, on a CPU), else `stream`.
-Either way the loop draws the shuffle (aetl.loop): the same torch.Generator and the same
+Either way the loop draws the shuffle (aetl.training.loop): the same torch.Generator and the same
 permutation, so both give the same batches, the same figures, and the same exact resume
 from last.pt.
 """
@@ -19,26 +19,67 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator
+from typing import Iterator
 
 import numpy as np
 import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from aetl.domains import unit
-from aetl.domains.decode import usable_cores
+from aetl.data.domains import unit
+from aetl.data.domains.decode import usable_cores
+from aetl.data.imagecache import ImageCache
 from aetl.errors import AetlError
-from aetl.imagecache import ImageCache
 from aetl.infra.distributed import SINGLE, World
-
-if TYPE_CHECKING:
-    from aetl.data import Split
 
 log = logging.getLogger(__name__)
 MODES = ("auto", "device", "stream")
 PREFETCH = 4  # batches each worker prepares ahead
 UPLOAD_CHUNK = 8192  # images copied to the device at a time
+
+
+@dataclass
+class Split:
+    """Images and labels (N,), -1 where unknown or withheld.
+
+    `images` is uint8 (N, C, H, W) on the device (float in [0, 1] is accepted too); or a
+    host array, memory-mapped from the image cache, of which `rows` are this split's: then
+    batches are gathered from it (by DataLoader workers when `streamed`) and moved to the
+    labels' device. Either way a batch reaches the model as float32 in [0, 1]."""
+
+    images: torch.Tensor | np.ndarray
+    y: torch.Tensor
+    rows: np.ndarray | None = None
+    streamed: bool = False
+    workers: int = 0  # streamed: DataLoader worker processes
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    @property
+    def device(self) -> torch.device:
+        return self.y.device
+
+    def pixels(self, idx: torch.Tensor | slice | None = None) -> torch.Tensor:
+        """The images idx (all when None) as stored (uint8), on the device."""
+        if self.rows is None:
+            return self.images if idx is None else self.images[idx]
+        rows = self.rows if idx is None else self.rows[idx.cpu().numpy() if torch.is_tensor(idx) else idx]
+        return to_device(torch.from_numpy(np.ascontiguousarray(self.images[rows])), self.device)
+
+    def batch(self, idx: torch.Tensor | slice | None = None) -> torch.Tensor:
+        """The images idx (all when None) as float32 in [0, 1], on the device."""
+        return unit(self.pixels(idx))
+
+    @property
+    def x(self) -> torch.Tensor:
+        """Every image as float32 in [0, 1] on the device: for small splits (a training
+        split is read a batch at a time)."""
+        return self.batch()
+
+    def labelled(self) -> Split:
+        keep = torch.nonzero(self.y >= 0).squeeze(1)
+        return Split(self.pixels(keep), self.y[keep])
 
 
 @dataclass
@@ -119,7 +160,7 @@ class Feed:
     """A phase's training batches, an epoch at a time, in the loop's shuffled order: gathered
     on the device, or (a streamed split) by DataLoader workers from the memory-mapped array."""
 
-    def __init__(self, split: "Split", batch_size: int, world: World = SINGLE) -> None:
+    def __init__(self, split: Split, batch_size: int, world: World = SINGLE) -> None:
         self.split, self.batch_size, self.world = split, batch_size, world
         self.sampler = _Batches()
         self.loader = None

@@ -9,7 +9,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from aetl.apps import load_run
+from aetl.api import load_run
 from aetl.errors import reports_errors
 from aetl.infra.distributed import pick_device
 from aetl.infra.rundir import Run, register_resolvers

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from aetl.domains import Domain
-from aetl.domains.idx import idx_fingerprint, load_idx_folder
+from aetl.data.domains import Domain
+from aetl.data.domains.idx import idx_fingerprint, load_idx_folder
 
 CLASSES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"]
 

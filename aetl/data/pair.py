@@ -1,12 +1,12 @@
 """The source/target pair: load both domains, map them into one frame, split them.
 
 The source is mapped by its own fit. The target's fit may be chosen with the source
-model Mf (`fit: auto`, aetl.fit), so the target is loaded and split first
+model Mf (`fit: auto`, aetl.data.fit), so the target is loaded and split first
 (`load_target`) and mapped once Mf is there (`map_target`).
 
-Domains are decoded once into the image cache (aetl.imagecache) and memory-mapped from
+Domains are decoded once into the image cache (aetl.data.imagecache) and memory-mapped from
 it; a domain is mapped into the frame as a whole, cached too, and its splits are rows of
-that array, kept on the device or streamed from host memory (aetl.storage).
+that array, kept on the device or streamed from host memory (aetl.data.storage).
 
 The test and validation splits of each domain are drawn with `data.split_seed`,
 never with the run seed, so every seed and strategy is scored on the same images.
@@ -23,61 +23,17 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from aetl.domains import Domain, unit
-from aetl.domains.shape import Levels, changes_nothing, fit_array
+from aetl.data.domains import Domain, unit
+from aetl.data.fit import MAX_IMAGES, FitChoice, source_fit, target_fit
+from aetl.data.framing import Levels, changes_nothing, fit_array
+from aetl.data.imagecache import ImageCache
+from aetl.data.storage import Split, Storage, upload
 from aetl.errors import AetlError
-from aetl.fit import MAX_IMAGES, FitChoice, source_fit, target_fit
-from aetl.imagecache import ImageCache
 from aetl.models import AutoEncoder
-from aetl.storage import Storage, to_device, upload
 
 log = logging.getLogger(__name__)
 LEVEL_IMAGES = 4096  # source images behind its background and foreground levels ...
 LEVEL_VALUES = 2 ** 22  # ... or fewer, for large colour images (4096 28x28 digits are 3.2M values)
-
-
-@dataclass
-class Split:
-    """Images and labels (N,), -1 where unknown or withheld.
-
-    `images` is uint8 (N, C, H, W) on the device (float in [0, 1] is accepted too); or a
-    host array, memory-mapped from the image cache, of which `rows` are this split's: then
-    batches are gathered from it (by DataLoader workers when `streamed`) and moved to the
-    labels' device. Either way a batch reaches the model as float32 in [0, 1]."""
-
-    images: torch.Tensor | np.ndarray
-    y: torch.Tensor
-    rows: np.ndarray | None = None
-    streamed: bool = False
-    workers: int = 0  # streamed: DataLoader worker processes
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-    @property
-    def device(self) -> torch.device:
-        return self.y.device
-
-    def pixels(self, idx: torch.Tensor | slice | None = None) -> torch.Tensor:
-        """The images idx (all when None) as stored (uint8), on the device."""
-        if self.rows is None:
-            return self.images if idx is None else self.images[idx]
-        rows = self.rows if idx is None else self.rows[idx.cpu().numpy() if torch.is_tensor(idx) else idx]
-        return to_device(torch.from_numpy(np.ascontiguousarray(self.images[rows])), self.device)
-
-    def batch(self, idx: torch.Tensor | slice | None = None) -> torch.Tensor:
-        """The images idx (all when None) as float32 in [0, 1], on the device."""
-        return unit(self.pixels(idx))
-
-    @property
-    def x(self) -> torch.Tensor:
-        """Every image as float32 in [0, 1] on the device: for small splits (a training
-        split is read a batch at a time)."""
-        return self.batch()
-
-    def labelled(self) -> "Split":
-        keep = torch.nonzero(self.y >= 0).squeeze(1)
-        return Split(self.pixels(keep), self.y[keep])
 
 
 @dataclass

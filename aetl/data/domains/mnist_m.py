@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from aetl.domains import Domain
-from aetl.domains.crops import random_crops
-from aetl.domains.mnist import fingerprint  # noqa: F401  (its digits' files, for the image cache)
-from aetl.domains.mnist import load as load_mnist
+from aetl.data.domains import Domain
+from aetl.data.domains.crops import random_crops
+from aetl.data.domains.mnist import fingerprint  # noqa: F401  (its digits' files, for the image cache)
+from aetl.data.domains.mnist import load as load_mnist
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "retina", "hubble_deep_field", "immunohistochemistry")
 

@@ -35,7 +35,7 @@ from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
 
 import aetl
-from aetl.domains import Domain
+from aetl.data.domains import Domain
 from aetl.errors import AetlError
 from aetl.infra.cache import cache_key
 

@@ -1,0 +1,129 @@
+"""`aetl train`: obtain Mf, transfer to T with a strategy, evaluate on T, write the run dir."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from pathlib import Path
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from aetl.data.fit import is_open
+from aetl.data.pair import Pair, frame_shape, load_source, load_target, map_target
+from aetl.errors import AetlError, in_multirun, reports_errors
+from aetl.evaluation.metrics import evaluate_run
+from aetl.infra.distributed import join, leave, pick_device
+from aetl.infra.lock import owned
+from aetl.infra.loggers import open_loggers
+from aetl.infra.objective import check_objective, objective_value
+from aetl.infra.resume import Progress
+from aetl.infra.runconfig import finished_run
+from aetl.infra.rundir import Run, register_resolvers
+from aetl.infra.schema import check_config
+from aetl.infra.signals import StopSignals
+from aetl.models import AutoEncoder
+from aetl.strategies.pretrain import settle_mf
+from aetl.strategies.transfer import transfer
+from aetl.training.context import RunContext
+from aetl.training.loop import Loop
+
+log = logging.getLogger(__name__)
+register_resolvers()
+
+
+@hydra.main(version_base="1.3", config_path="pkg://aetl.configs", config_name="train")
+def main(cfg: DictConfig) -> float:
+    """The Hydra task: the pipeline, then the objective as a float for sweepers (e.g. Optuna)."""
+    hydra_cfg = HydraConfig.get()
+    summary = reports_errors(train)(cfg, Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task))
+    return objective_value(summary, cfg.objective)
+
+
+def train(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) -> dict:
+    """Run the whole pipeline into out_dir and return the summary (`main` hands sweepers its objective).
+    overrides: the command line's, kept in last.pt for `aetl train resume=`."""
+    check_objective(cfg.objective)
+    check_config(cfg)
+    world, device = join(cfg.trainer.device)
+    run = Run(out_dir, enabled=world.is_main)
+    finished = (Path(out_dir) / "summary.json").is_file()  # a finished run is only read
+    try:  # rank 0 holds the run dir (a sweep's job too): one process per run dir
+        with owned(out_dir) if world.is_main and not finished else contextlib.nullcontext(), \
+                StopSignals(out_dir, quiet=not world.is_main) as signals:
+            if finished:
+                return finished_summary(run)
+            progress = Progress(run, cfg, world, overrides)  # resumes from checkpoints/last.pt when the dir has one
+            run.loggers = open_loggers(cfg.logger, run)  # after Progress: they start from what metrics.jsonl kept
+            device = device or pick_device(cfg.trainer.device)
+            loop = Loop.from_config(cfg.trainer, device, run, world, signals, progress)  # checks the trainer first
+            return _train(RunContext(cfg, run, loop, device))
+    finally:
+        run.close()
+        leave()
+
+
+def finished_summary(run: Run) -> dict:
+    """A run dir that holds a finished run: refused, except in a sweep run again into its dirs."""
+    if not in_multirun():
+        raise AetlError(finished_run(run.root))
+    log.info("%s already holds a finished run: kept as it is", run.root)
+    return json.loads((run.root / "summary.json").read_text())
+
+
+def _train(ctx: RunContext) -> dict:
+    cfg, run = ctx.cfg, ctx.run
+    if cfg.trainer.threads:
+        torch.set_num_threads(int(cfg.trainer.threads))
+    strategy = instantiate(cfg.strategy)
+    source = load_source(cfg.data, ctx.device, cfg.cache_dir)
+    target = load_target(cfg.data, cfg.seed, cfg.cache_dir)
+    # Mf: for the strategy, and to choose the target's fit where it is auto (then scratch needs it too)
+    mf = settle_mf(ctx, strategy, source) if strategy.uses_source or is_open(cfg.data.target) else None
+    pair = Pair(source, map_target(target, cfg.data, source, mf and mf.model, ctx.device, cache_dir=cfg.cache_dir),
+                frame_shape(cfg.data))
+
+    transfer_started = ctx.progress.context.setdefault("transfer_started_s", run.elapsed())
+    model, choice = transfer(ctx, strategy, pair, mf)
+    if not ctx.world.is_main:
+        return {}  # rank 0 checkpoints, evaluates and writes the run dir
+    transfer_s = run.elapsed() - transfer_started
+    # Checkpoint first, then evaluate: a failed evaluation still leaves the model to inspect.
+    used = mf if choice.strategy.uses_source else None  # (auto: the kept model may be scratch)
+    trained = {  # what the run is, known before it is evaluated; target.pt carries it too
+        "strategy": strategy.name, "source": source.name, "target": pair.target.name, "seed": cfg.seed,
+        "labels_per_class": cfg.data.target.labels_per_class, "n_target_train": len(pair.target.train),
+        "source_labels": bool(used and used.labels), "transfer_steps": choice.steps}
+    run.save_checkpoint("target.pt", target_checkpoint(model, cfg, pair, trained))
+    summary = {
+        **{k: trained[k] for k in ("strategy", "source", "target", "seed", "labels_per_class", "n_target_train")},
+        **evaluate_run(model, pair, cfg.eval, run),
+        "pretrain_s": round(mf.seconds if mf else 0.0, 3), "transfer_s": round(transfer_s, 3),
+        "total_s": round(run.elapsed(), 3), "device": str(ctx.device),
+        "model": type(model).__name__, "latent_dim": model.latent_dim, "image_shape": list(pair.shape),
+        **source.fit.summary("source"), **pair.target.fit.summary("target"),
+        "source_model": mf.origin if mf else None, "source_cache": mf.cache if mf else None,
+        "source_labels": trained["source_labels"], "align": cfg.trainer.align.kind,
+        "transfer_steps": choice.steps, **choice.record(),
+    }
+    if cfg.app.get("_target_"):
+        summary.update(instantiate(cfg.app)(model, run, pair=pair))
+    run.write_summary(summary)
+    log.info("target_mse %.5f  target_psnr %.2f dB  target_acc %s  (%s -> %s, %s)", summary["target_mse"],
+             summary["target_psnr"], "n/a" if summary["target_acc"] is None else f"{summary['target_acc']:.3f}",
+             source.name, pair.target.name, strategy.name)
+    log.info("run dir: %s", run.root)
+    return summary
+
+
+def target_checkpoint(model: AutoEncoder, cfg: DictConfig, pair: Pair, trained: dict) -> dict:
+    """target.pt: the model's weights and how to rebuild it (`recipe`), and what the apps need to
+    use it on their own (`aetl stylize run=<target.pt>`): the data config and the target's fit."""
+    return {"model": model.state_dict(), "recipe": model.recipe, "model_cfg": OmegaConf.to_container(cfg.model),
+            "strategy": trained["strategy"], "shape": list(pair.shape), "run": trained,
+            "data": OmegaConf.to_container(cfg.data, resolve=True), "cache_dir": cfg.cache_dir,
+            "fit": pair.target.fit.summary("target")}

@@ -1,0 +1,122 @@
+"""Transfer to T with a strategy: build each model the strategy asks for (one; `auto`: a few),
+train its phases on the target images through the one loop, and keep the one the strategy
+chooses on the target validation split."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import torch
+
+from aetl.data.pair import Pair
+from aetl.errors import AetlError
+from aetl.evaluation.metrics import validation_figures
+from aetl.infra.rundir import load_checkpoint
+from aetl.models import AutoEncoder
+from aetl.models.weights import load_weights
+from aetl.strategies import Context, Strategy
+from aetl.strategies.pretrain import SourceModel
+from aetl.training.context import RunContext
+from aetl.training.loop import Phase
+from aetl.training.losses import AlignLoss, ClassifyLoss
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Choice:
+    """The strategy whose model a run keeps, and (for auto) every candidate's validation figures."""
+
+    strategy: Strategy
+    steps: int  # the kept model's target steps
+    candidates: dict[str, dict] | None = None
+
+    def record(self) -> dict:
+        return {} if self.candidates is None else {"chosen": self.strategy.name, "candidates": self.candidates}
+
+
+def transfer(ctx: RunContext, strategy: Strategy, pair: Pair, mf: SourceModel | None) -> tuple[AutoEncoder, Choice]:
+    """Build and train each model the strategy asks for on T (one; `auto`: a few, to choose
+    among on the validation split) and return the one it keeps."""
+    options = strategy.candidates()
+    if len(options) > 1 and not len(pair.target.val):
+        raise AetlError(f"strategy={strategy.name} chooses on the target validation split, which is empty; "
+                        "set data.target.n_val >= 1")
+    models, steps_of, position = [], [], 0
+    for candidate in options:
+        model, steps = _train_candidate(ctx, candidate, pair, mf, position, several=len(options) > 1)
+        models.append(model)
+        steps_of.append(steps)
+        position += steps
+    if len(options) == 1:
+        return models[0], Choice(strategy, steps_of[0])
+    seconds = ctx.progress.context.get("seconds", {}) if ctx.progress else {}
+    figures = [{**validation_figures(m, pair, ctx.cfg.eval), "transfer_s": round(seconds.get(o.name, math.nan), 3)}
+               for o, m in zip(options, models)]
+    chosen = strategy.choose(figures)
+    log.info("%s: chose %s on the validation split (%s)", strategy.name, options[chosen].name, "; ".join(
+        f"{o.name}: val_mse {f['val_mse']:.5f}, val_acc {_pct(f['val_acc'])}" for o, f in zip(options, figures)))
+    return models[chosen], Choice(options[chosen], steps_of[chosen], {o.name: f for o, f in zip(options, figures)})
+
+
+def _train_candidate(ctx: RunContext, candidate: Strategy, pair: Pair, mf: SourceModel | None, position: int,
+                     several: bool) -> tuple[AutoEncoder, int]:
+    """One candidate's model, trained (or, when an interrupted run had finished it, loaded from
+    its candidate checkpoint), and its target steps; `position` counts the steps before it."""
+    torch.manual_seed(ctx.seed + 1)  # every model starts as it would on its own, Mf trained or cached
+    build = Context(ctx.cfg.model, pair.shape, mf=mf.model if mf and candidate.uses_source else None,
+                    device=ctx.device)
+    model = candidate.build(build)
+    phases = [p for p in candidate.phases(model, ctx.cfg.trainer, build) if p.steps > 0]
+    steps = sum(p.steps for p in phases)
+    kept = ctx.run.checkpoints / f"candidate_{candidate.name}.pt"
+    started = ctx.run.elapsed()
+    if several and ctx.progress is not None and ctx.progress.finished(position + steps):
+        load_weights(model, load_checkpoint(kept)["model"], str(kept))  # trained before an interruption
+        return model, steps
+    train_phases(ctx, model, phases, pair, position, prefix=f"{candidate.name}/" if several else "")
+    if several:
+        ctx.run.save_checkpoint(kept.name, {"model": model.state_dict()})
+        if ctx.progress is not None:
+            ctx.progress.context.setdefault("seconds", {})[candidate.name] = ctx.run.elapsed() - started
+    return model, steps
+
+
+def train_phases(ctx: RunContext, model: AutoEncoder, phases: list[Phase], pair: Pair, position: int,
+                 prefix: str = "") -> None:
+    """One model's phases on the target images, one step axis across them; `position` counts
+    the target steps of the models trained before it (where last.pt says a run stopped)."""
+    done = 0
+    progress = ctx.progress
+    for i, phase in enumerate(phases):
+        if progress is not None and progress.finished(position + done + phase.steps):
+            done += phase.steps  # last.pt holds a later phase: carry on there
+            continue
+        phase.name = prefix + phase.name
+        add_common_losses(phase, model, ctx.cfg.trainer, pair)
+        log.info("%s: phase %s, %d steps on %d %s images", ctx.cfg.strategy.name, phase.name, phase.steps,
+                 len(pair.target.train), pair.target.name)
+        if progress is not None:
+            progress.context["position"] = position + done
+        ctx.loop.run(model, phase, pair.target.train, pair.target.val.pixels(), ctx.seed + 1 + i, first_step=done)
+        done += phase.steps
+
+
+def add_common_losses(phase: Phase, model: AutoEncoder, trainer, pair: Pair) -> None:
+    """Terms any strategy's transfer phases take from the trainer config: alignment of
+    target and source codes, and cross-entropy on source batches (DRCN-style)."""
+    if trainer.align.kind != "none" and trainer.align.weight > 0:
+        phase.losses.append(AlignLoss(trainer.align.kind, trainer.align.weight))
+    if trainer.transfer.cls_weight > 0:
+        if not model.has_head:
+            raise AetlError("trainer.transfer.cls_weight > 0 needs a source classifier: set "
+                            "trainer.pretrain.cls_weight > 0 and use a strategy that starts from Mf")
+        phase.losses.append(ClassifyLoss(trainer.transfer.cls_weight, on_source=True))
+    if any(isinstance(t, (AlignLoss, ClassifyLoss)) for t in phase.losses):
+        phase.source_images = pair.source.train
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
