@@ -11,10 +11,11 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from aetl.errors import AetlError
-from aetl.infra.rundir import load_checkpoint
-from aetl.models import AutoEncoder, build_model, place, rebuild
+from aetl.infra.checkpoint import load_checkpoint
+from aetl.models import AutoEncoder, place, rebuild
 from aetl.models.weights import load_weights
 from aetl.strategies import Context
+from aetl.strategies.pretrain import load_mf
 
 
 def load_run(run: str | Path, device: torch.device) -> tuple[AutoEncoder, dict]:
@@ -27,7 +28,7 @@ def load_run(run: str | Path, device: torch.device) -> tuple[AutoEncoder, dict]:
     if not ckpt.is_file():
         raise AetlError(f"run={path} is not a finished aetl train run (it needs checkpoints/target.pt) nor a "
                         "target.pt; pass the dir a finished run wrote, or its target.pt")
-    target = load_checkpoint(ckpt)
+    target = load_checkpoint(ckpt, kind="target")
     summary = ckpt.parent.parent / "summary.json"
     if not target.get("recipe"):
         return _from_run_config(ckpt, target, device)
@@ -49,12 +50,9 @@ def _from_run_config(ckpt: Path, target: dict, device: torch.device) -> tuple[Au
                         ".hydra/config.yaml) beside it; pass that run dir")
     cfg = OmegaConf.load(root / ".hydra" / "config.yaml")
     shape = tuple(target["shape"])
-    mf = None
-    if (root / "checkpoints" / "source.pt").is_file():
-        state = load_checkpoint(root / "checkpoints" / "source.pt")
-        head = state["model"]["head.weight"].shape[0] if "head.weight" in state["model"] else 0
-        mf = build_model(cfg.model, shape, head).to(device)
-        load_weights(mf, state["model"], str(root / "checkpoints" / "source.pt"))
+    source = root / "checkpoints" / "source.pt"
+    mf = load_mf(load_checkpoint(source, kind="source"), str(source), device, cfg.model, shape) \
+        if source.is_file() else None
     model = instantiate(cfg.strategy).build(Context(cfg.model, shape, mf=mf, device=device))
     load_weights(model, target["model"], str(ckpt))
     summary = json.loads(needed[0].read_text())

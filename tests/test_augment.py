@@ -11,7 +11,8 @@ from aetl.apps.augment import augment, move_codes, move_pixels, restyled, run_ap
 from aetl.commands.train import train
 from aetl.data.pair import load_pair
 from aetl.errors import AetlError
-from aetl.infra.rundir import Run, load_checkpoint
+from aetl.infra.checkpoint import load_checkpoint
+from aetl.infra.rundir import Run
 from aetl.models import build_model
 from aetl.models.conv import ConvAE
 

@@ -9,7 +9,7 @@ from conftest import FIGURES, TINY, TINY_MODEL, read_metrics
 
 from aetl.commands.train import train
 from aetl.infra.cache import SourceCache
-from aetl.infra.rundir import load_checkpoint
+from aetl.infra.checkpoint import load_checkpoint
 
 
 def test_second_job_reuses_mf_and_gets_the_same_figures(make_cfg, tmp_path):

@@ -17,8 +17,8 @@ from aetl.commands import cli
 from aetl.commands.train import train
 from aetl.data.domains import folder
 from aetl.errors import AetlError, reports_errors, user_error
+from aetl.infra.checkpoint import load_checkpoint, pack
 from aetl.infra.runconfig import identity
-from aetl.infra.rundir import load_checkpoint
 from aetl.training.loop import Objective
 
 
@@ -103,7 +103,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(make_cfg, tmp_path, m
     with pytest.raises(AetlError, match="pretrain: the loss became nan by step 15; lower the learning rate"):
         train(make_cfg("cache_dir=null", "trainer.checkpoint_every=4"), tmp_path)
     last = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
-    assert (last["phase"], last["step"]) == ("pretrain", 12)
+    assert (last["loop"]["phase"], last["loop"]["step"]) == ("pretrain", 12)
     assert all(torch.isfinite(v).all() for v in last["model"].values())
     assert not (tmp_path / "summary.json").exists()
 
@@ -126,7 +126,7 @@ def test_a_run_dir_started_with_another_config_is_refused_before_hydra_writes(ma
     run = tmp_path / "run dir"
     (run / ".hydra").mkdir(parents=True)
     (run / ".hydra" / "config.yaml").write_text("what Hydra wrote\n")
-    torch.save({"model": {}, "identity": identity(make_cfg())}, run / "last.pt")
+    torch.save(pack("last", {}, None, identity=identity(make_cfg())), run / "last.pt")
     (run / "checkpoints").mkdir()
     (run / "last.pt").rename(run / "checkpoints" / "last.pt")
     status, lines = run_cli(tmp_path, monkeypatch, capsys, "train", *TINY, *TINY_MODEL, "seed=1",

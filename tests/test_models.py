@@ -2,8 +2,9 @@ import pytest
 import torch
 
 from aetl.errors import AetlError
-from aetl.infra.rundir import Run, load_checkpoint
-from aetl.models import build_model
+from aetl.infra.checkpoint import load_checkpoint
+from aetl.infra.rundir import Run
+from aetl.models import build_model, rebuild
 from aetl.models.conv import ConvAE
 from aetl.models.fconv import FullyConvAE
 from aetl.models.mlp import MLPAE
@@ -58,7 +59,8 @@ def test_checkpoint_round_trip(tmp_path):
 
 @pytest.mark.parametrize("norm, code", [("group", "flat"), ("batch", "map")])
 def test_resnet_shapes_features_and_stride(norm, code):
-    model = ResNetAE((3, 32, 32), latent_dim=12, width=4, depth=3, blocks=2, norm=norm, code=code, latent_channels=5)
+    model = ResNetAE((3, 32, 32), latent_dim=12, channels=[4, 8, 16], blocks=2, norm=norm,
+                     latent_channels=5 if code == "map" else None)
     x = torch.rand(3, 3, 32, 32)
     out = model(x)
     assert out.recon.shape == x.shape and 0 <= out.recon.min() and out.recon.max() <= 1
@@ -79,7 +81,7 @@ def test_resnet_shapes_features_and_stride(norm, code):
 @pytest.mark.parametrize("build, good, bad, works", [
     (lambda s: ConvAE((1, s, s), latent_dim=3, channels=[4, 8]), [20, 36], 30, "28 or 32"),
     (lambda s: FullyConvAE((3, s, s), latent_channels=2, channels=[4, 8]), [12, 44], 42, "40 or 44"),
-    (lambda s: ResNetAE((3, s, s), latent_dim=3, width=4, depth=3), [24, 40, 96], 60, "56 or 64"),
+    (lambda s: ResNetAE((3, s, s), latent_dim=3, channels=[4, 8, 16]), [24, 40, 96], 60, "56 or 64"),
 ])
 def test_convolutional_backbones_take_any_size_their_stride_divides(build, good, bad, works):
     for size in good:
@@ -91,13 +93,25 @@ def test_convolutional_backbones_take_any_size_their_stride_divides(build, good,
 
 
 def test_resnet_weights_start_a_wider_resnet():
-    small = ResNetAE((3, 16, 16), latent_dim=6, width=4, depth=2)
-    wide = ResNetAE((3, 16, 16), latent_dim=10, width=8, depth=2)
+    small = ResNetAE((3, 16, 16), latent_dim=6, channels=[4, 8])
+    wide = ResNetAE((3, 16, 16), latent_dim=10, channels=[8, 16])
     report = transfer_weights(wide, small.state_dict())
     assert not report.new and not report.unused and report.partial and report.copied
     assert torch.equal(wide.encoder[0][0].weight[:4], small.encoder[0][0].weight)
     with pytest.raises(AetlError, match="model=resnet needs norm in"):
         ResNetAE((3, 16, 16), norm="layer")
+
+
+def test_a_resnet_recipe_of_the_older_keys_rebuilds_the_same_network():
+    """Before `channels` and `latent_channels: null`, resnet took width, depth and code: flat | map."""
+    for old, new in (({"width": 4, "depth": 2, "code": "flat", "latent_channels": 32}, {"latent_channels": None}),
+                     ({"width": 4, "depth": 2, "code": "map", "latent_channels": 5}, {"latent_channels": 5})):
+        recipe = {"model_cfg": {"_target_": "aetl.models.resnet.ResNetAE", "latent_dim": 6, "blocks": 1,
+                                "norm": "group", **old}, "in_shape": [3, 16, 16], "n_classes": 0}
+        rebuilt = rebuild(recipe)
+        same = ResNetAE((3, 16, 16), latent_dim=6, channels=[4, 8], **new)
+        assert [(k, v.shape) for k, v in rebuilt.state_dict().items()] == \
+               [(k, v.shape) for k, v in same.state_dict().items()]
 
 
 def test_fconv_settings_it_cannot_take():

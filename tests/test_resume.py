@@ -16,7 +16,8 @@ from conftest import FIGURES, TINY, TINY_MODEL, aetl, processes, read_metrics, s
 import aetl.commands.train as pipeline
 from aetl.commands.train import train
 from aetl.errors import AetlError, Interrupted
-from aetl.infra.rundir import Run, load_checkpoint
+from aetl.infra.checkpoint import load_checkpoint
+from aetl.infra.rundir import Run
 
 # Enough steps that a kill lands mid-phase; checkpoints between logging points, so that
 # resuming also restores the loss sums of a half-filled logging window.
@@ -38,7 +39,7 @@ def test_signal_checkpoints_stops_and_resumes_to_the_same_figures(make_cfg, tmp_
     assert stopped.value.exit_status == 143
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone with the run
     last = load_checkpoint(tmp_path / "stopped" / "checkpoints" / "last.pt")
-    assert (last["phase"], last["first_step"] + last["step"]) == (phase, step)
+    assert (last["loop"]["phase"], last["loop"]["first_step"] + last["loop"]["step"]) == (phase, step)
     assert not (tmp_path / "stopped" / "summary.json").exists()
 
     resumed = train(cfg, tmp_path / "stopped")
@@ -188,7 +189,7 @@ def test_a_crash_after_pretraining_resumes_with_the_source_as_first_obtained(mak
         patch.setattr(Run, "log_metrics", crash)
         with pytest.raises(RuntimeError):
             train(cfg, tmp_path / "crashed")
-    assert load_checkpoint(tmp_path / "crashed" / "checkpoints" / "last.pt")["phase"] == "pretrain"
+    assert load_checkpoint(tmp_path / "crashed" / "checkpoints" / "last.pt")["loop"]["phase"] == "pretrain"
     resumed = train(cfg, tmp_path / "crashed")
     reference = train(make_cfg("trainer.checkpoint_every=0", f"cache_dir={tmp_path / 'fresh'}"), tmp_path / "ref")
     assert [resumed[k] for k in FIGURES] == [reference[k] for k in FIGURES]

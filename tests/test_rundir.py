@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from aetl.errors import AetlError
-from aetl.infra.rundir import Run, atomic_write, load_checkpoint, unique_dir
+from aetl.infra.checkpoint import load_checkpoint
+from aetl.infra.rundir import Run, atomic_write, unique_dir
 
 
 def test_failed_write_keeps_the_previous_file(tmp_path):

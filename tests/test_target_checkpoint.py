@@ -13,7 +13,7 @@ from aetl.api import load_run
 from aetl.commands.augment import augment
 from aetl.commands.stylize import stylize
 from aetl.commands.train import train
-from aetl.infra.rundir import load_checkpoint
+from aetl.infra.checkpoint import load_checkpoint
 from aetl.strategies.concat import ConcatAE
 
 CPU = torch.device("cpu")

@@ -16,7 +16,7 @@ from aetl.commands.train import train
 from aetl.data.domains import synthetic
 from aetl.data.fit import TIE_SHARE
 from aetl.errors import AetlError, user_error
-from aetl.infra.rundir import load_checkpoint
+from aetl.infra.checkpoint import load_checkpoint
 
 FIGURES = ["target_mse", "target_psnr", "target_acc", "target_val_mse"]
 

@@ -93,7 +93,7 @@ def resume_overrides(args: list[str]) -> list[str]:
     if any(a in ("-m", "--multirun") for a in args):
         refuse("train", "resume= carries on one run; to resume a sweep, run it again with hydra.sweep.dir=<its dir>")
     root = Path(given[-1].split("=", 1)[1]).expanduser()
-    started = last_checkpoint(root).get("context", {}).get("overrides")
+    started = last_checkpoint(root).get("run", {}).get("overrides")
     if started is None:
         saved = root / ".hydra" / "overrides.yaml"
         if not saved.is_file():
@@ -107,7 +107,7 @@ def resume_overrides(args: list[str]) -> list[str]:
 def last_checkpoint(root: Path) -> dict:
     """The last.pt of a run dir ({} when there is none or it does not load)."""
     from aetl.errors import AetlError
-    from aetl.infra.rundir import load_checkpoint
+    from aetl.infra.checkpoint import load_checkpoint
 
     try:
         return load_checkpoint(root / "checkpoints" / "last.pt")
@@ -171,7 +171,7 @@ def check_overrides(command: str, args: list[str]) -> DictConfig | None:
     from aetl.infra.overrides import check
 
     try:
-        return check(command, args)
+        return check(command, args, importlib.import_module(f"aetl.commands.{command}").Config)
     except AetlError as err:
         refuse(command, str(err))
 

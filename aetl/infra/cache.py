@@ -23,14 +23,17 @@ from typing import Iterator
 from filelock import FileLock
 
 from aetl.errors import AetlError
+from aetl.infra.checkpoint import load_checkpoint
 from aetl.infra.lock import cannot_write, writable
-from aetl.infra.rundir import atomic_write, load_checkpoint
+from aetl.infra.runconfig import as_released
+from aetl.infra.rundir import atomic_write
 
 log = logging.getLogger(__name__)
 
 
 def cache_key(spec: dict) -> str:
-    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """The hash of spec, spelt as aetl 0.1 spelt its module paths (entries it wrote keep hitting)."""
+    return hashlib.sha256(json.dumps(as_released(spec), sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 class SourceCache:

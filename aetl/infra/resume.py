@@ -18,31 +18,102 @@ uninterrupted run's.
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
 
 from aetl.errors import AetlError
+from aetl.infra.checkpoint import LOOP_KEYS, load_checkpoint, pack
 from aetl.infra.distributed import SINGLE, World
 from aetl.infra.runconfig import changed_config, differences, identity
-from aetl.infra.rundir import Run, load_checkpoint
+from aetl.infra.rundir import Run
 
 log = logging.getLogger(__name__)
 
 LAST = "last.pt"
 
 
+@dataclass
+class Provenance:
+    """How a run obtained Mf (aetl.strategies.pretrain.SourceModel less the model)."""
+
+    seconds: float  # spent pretraining it in this run
+    origin: str     # "pretrained", "cache", or the checkpoint path given
+    cache: str      # "hit", "miss" or "off"
+    labels: bool    # trained with source labels
+
+
+@dataclass
+class CandidateTime:
+    """strategy=auto: one finished candidate's transfer time."""
+
+    name: str
+    seconds: float
+
+
+@dataclass
+class RunState:
+    """What the pipeline carries across an interruption, in last.pt beside the loop's state."""
+
+    overrides: list[str] | None = None  # the command line's: what `aetl train resume=` replays
+    mf: Provenance | None = None  # set once Mf is settled (then checkpoints/source.pt holds it)
+    pretrain_started_s: float | None = None  # the run's clock when pretraining started ...
+    transfer_started_s: float | None = None  # ... and the transfer: their times count across resumes
+    position: int = 0  # target steps of the models trained before the one in training (auto)
+    candidates: list[CandidateTime] = field(default_factory=list)  # auto: those finished, in order
+
+    def seconds_of(self, name: str) -> float | None:
+        return next((c.seconds for c in self.candidates if c.name == name), None)
+
+    def to_saved(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_saved(cls, saved: dict) -> "RunState":
+        """The state as last.pt holds it; also the context of an aetl 0.1 last.pt (Mf's provenance
+        under "mf", earlier "source"; "source_started_s"; candidate times in "seconds")."""
+        mf = saved.get("mf") or saved.get("source")
+        times = saved.get("candidates") or [{"name": k, "seconds": v} for k, v in saved.get("seconds", {}).items()]
+        return cls(overrides=saved.get("overrides"), mf=Provenance(**mf) if mf else None,
+                   pretrain_started_s=saved.get("pretrain_started_s", saved.get("source_started_s")),
+                   transfer_started_s=saved.get("transfer_started_s"), position=int(saved.get("position", 0)),
+                   candidates=[CandidateTime(**t) for t in times])
+
+
+@dataclass
+class LoopState:
+    """Where the loop stands in a phase, with what it needs to carry on exactly from there."""
+
+    phase: str
+    first_step: int  # the phase's first step on the shared step axis
+    step: int        # steps done in this phase
+    optimizer: dict  # the optimiser's own state dict
+    generator: torch.Tensor  # the batch generator's state
+    perm: torch.Tensor       # this epoch's shuffle
+    running: dict[str, torch.Tensor]  # loss sums by term since the last log line
+    since_log: int
+    rng: list[torch.Tensor]  # torch's global RNG states: the CPU's, then each CUDA device's
+
+    def to_saved(self) -> dict:
+        return {**self.__dict__, "rng": {"cpu": self.rng[0], "cuda": self.rng[1:]}}
+
+    @classmethod
+    def from_saved(cls, saved: dict) -> "LoopState":
+        return cls(**{**saved, "rng": [saved["rng"]["cpu"], *saved["rng"]["cuda"]]})
+
+
 class Progress:
     """Where a run stands: read from checkpoints/last.pt at the start, written by the loop.
 
-    `context` is what the pipeline adds to every save (the source model's provenance,
-    when the transfer started); `saved` is the checkpoint this job resumes from, if any."""
+    `state` is what the pipeline keeps there (Mf's provenance, its clocks, how far the
+    candidates have come); `resumed` is the state, and `loop` the loop's, that this job
+    resumes from, if any."""
 
     def __init__(self, run: Run, cfg: DictConfig, world: World = SINGLE, overrides: list[str] | None = None) -> None:
         self.run = run
         self.identity = identity(cfg)
-        self.context: dict = {"overrides": overrides}  # what `aetl train resume=` replays
         self.path = run.checkpoints / LAST
         saved: dict | AetlError | None = None
         if world.is_main:
@@ -54,8 +125,9 @@ class Progress:
         if isinstance(saved, AetlError):
             raise saved
         self.saved: dict | None = saved
-        if self.saved:
-            self.context = dict(self.saved["context"])
+        self.loop = LoopState.from_saved(saved["loop"]) if saved else None
+        self.resumed = RunState.from_saved(saved["run"]) if saved else None
+        self.state = RunState.from_saved(saved["run"]) if saved else RunState(overrides=overrides)
 
     def _load(self) -> dict | None:
         for leftover in self.run.checkpoints.glob(".*.pt.*"):  # temp files a kill left behind
@@ -64,29 +136,32 @@ class Progress:
             self.run.truncate_metrics(0)  # killed before its first checkpoint: start over
             return None
         saved = load_checkpoint(self.path)
-        if "identity" not in saved:
+        if saved["kind"] != "last" or "identity" not in saved:
             raise AetlError(f"{self.path} is not a checkpoint aetl can resume from; move it away to start over")
         changed = differences(saved["identity"], self.identity)
         if changed:
             raise AetlError(changed_config(self.run.root, changed))
+        if not isinstance(saved.get("loop"), dict) or any(saved["loop"].get(k) is None for k in LOOP_KEYS):
+            raise AetlError(f"{self.path} is not a checkpoint aetl can resume from; move it away to start over")
         self.run.truncate_metrics(saved["metrics_bytes"])
         self.run.started -= saved["elapsed_s"]
-        log.info("resuming %s from %s step %d", self.run.root, saved["phase"], saved["first_step"] + saved["step"])
+        loop = saved["loop"]
+        log.info("resuming %s from %s step %d", self.run.root, loop["phase"], loop["first_step"] + loop["step"])
         return saved
 
     @property
     def resuming_pretraining(self) -> bool:
-        return bool(self.saved) and self.saved["phase"] == "pretrain"
+        return self.loop is not None and self.loop.phase == "pretrain"
 
     @property
     def past_source(self) -> bool:
         """The source model was settled before the interruption (checkpoints/source.pt holds it)."""
-        return bool(self.saved) and self.saved["phase"] != "pretrain"
+        return self.loop is not None and self.loop.phase != "pretrain"
 
-    def state(self, phase: str, first_step: int) -> dict | None:
-        """The loop state to resume this phase from, if the checkpoint is in it."""
-        if self.saved and (self.saved["phase"], self.saved["first_step"]) == (phase, first_step):
-            return self.saved
+    def resume_point(self, phase: str, first_step: int) -> tuple[dict, LoopState] | None:
+        """The model's state dict and the loop state to resume this phase from, if last.pt is in it."""
+        if self.loop is not None and (self.loop.phase, self.loop.first_step) == (phase, first_step):
+            return self.saved["model"], self.loop
         return None
 
     def finished(self, position: int) -> bool:
@@ -94,22 +169,22 @@ class Progress:
         were done before the interruption: last.pt is in a phase that starts there or later."""
         if not self.past_source:
             return False
-        return position <= self.saved["context"].get("position", self.saved["first_step"])
+        return position <= max(self.resumed.position, self.loop.first_step)
 
-    def save(self, phase: str, first_step: int, step: int, model: torch.nn.Module, loop_state: dict) -> Path:
+    def save(self, model: torch.nn.Module, loop: LoopState) -> Path:
         """Write last.pt (rank 0); every rank returns its path."""
-        state = {"identity": self.identity, "context": self.context, "phase": phase, "first_step": first_step,
-                 "step": step, "model": model.state_dict(), **loop_state, "rng": rng_states(),
-                 "metrics_bytes": self.run.metrics_bytes(), "elapsed_s": self.run.elapsed()}
+        state = pack("last", model.state_dict(), getattr(model, "recipe", None), identity=self.identity,
+                     run=self.state.to_saved(), loop=loop.to_saved(), metrics_bytes=self.run.metrics_bytes(),
+                     elapsed_s=self.run.elapsed())
         return self.run.save_checkpoint(LAST, state)
 
 
-def rng_states() -> dict:
-    return {"cpu": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+def rng_states() -> list[torch.Tensor]:
+    """torch's global RNG states: the CPU's, then each CUDA device's."""
+    return [torch.get_rng_state(), *(torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [])]
 
 
-def set_rng_states(states: dict) -> None:
-    torch.set_rng_state(states["cpu"])
-    if states["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+def set_rng_states(states: list[torch.Tensor]) -> None:
+    torch.set_rng_state(states[0])
+    if len(states) > 1 and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states[1:])

@@ -17,6 +17,28 @@ NOT_IDENTITY = ("trainer.progress", "trainer.threads", "trainer.checkpoint_every
                 "data.storage", "data.memory_share", "data.workers")
 
 
+# Module paths that moved since aetl 0.1, which wrote them into configs: a run's identity in
+# last.pt, a target.pt's data config, the specs behind cache keys.
+MOVED = {"aetl.domains.shape.": "aetl.data.framing.", "aetl.domains.": "aetl.data.domains."}
+
+
+def respelled(obj: Any, moved: dict[str, str] = MOVED) -> Any:
+    """obj (plain values) with every string that starts with a key of `moved` respelled by it."""
+    if isinstance(obj, dict):
+        return {k: respelled(v, moved) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [respelled(v, moved) for v in obj]
+    if isinstance(obj, str):
+        return next((new + obj[len(old):] for old, new in moved.items() if obj.startswith(old)), obj)
+    return obj
+
+
+def as_released(obj: Any) -> Any:
+    """obj in aetl 0.1's module paths: what cache keys are computed on, so that the entries an
+    earlier release wrote keep being found."""
+    return respelled(obj, {new: old for old, new in reversed(MOVED.items())})
+
+
 def identity(cfg: DictConfig) -> dict:
     """The resolved config minus NOT_IDENTITY: a run resumes only under the config it started with."""
     missing = missing_values(cfg)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import pickle
 import shlex
 import tempfile
 import time
@@ -132,40 +131,6 @@ def resume_hint(root: Path) -> str:
     if in_multirun():
         return f"resume the sweep by running it again with hydra.sweep.dir={shlex.quote(str(root.parent))}"
     return f"resume with: aetl train resume={shlex.quote(str(root))}"
-
-
-def load_checkpoint(path: str | Path) -> dict:
-    """torch.load with weights_only=True; a missing, truncated, unsafe or foreign file, or one
-    whose weights are not finite (a diverged run's), is an AetlError."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise AetlError(f"checkpoint {path} does not exist; pass the path of a .pt file a run wrote")
-    try:
-        with open(path, "rb") as f:
-            head = f.read(2)
-    except OSError as err:
-        raise AetlError(f"cannot read checkpoint {path} ({err.strerror or err}); fix its permissions") from None
-    if head != b"PK" and head[:1] != b"\x80":  # torch.save's zip archive, or its older pickle format
-        raise AetlError(f"{path} is not a PyTorch checkpoint (torch.save writes a zip archive, and this file is "
-                        "not one); pass a .pt file a run wrote")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else "unsafe content"
-        raise AetlError(f"refusing to load {path}: it holds more than tensors and plain values ({first}); "
-                        "use a checkpoint written by aetl") from None
-    except Exception as err:  # noqa: BLE001 - whatever a damaged archive raises, it is one line
-        raise AetlError(f"checkpoint {path} is truncated or corrupt ({type(err).__name__}); "
-                        "use another checkpoint or rerun the job that wrote it") from None
-    model = state.get("model") if isinstance(state, dict) else None
-    if not isinstance(model, dict) or not all(isinstance(v, torch.Tensor) for v in model.values()):
-        raise AetlError(f"checkpoint {path} has no 'model' state dict; use a checkpoint written by aetl")
-    broken = [k for k, v in model.items() if v.is_floating_point() and not torch.isfinite(v).all()]
-    if broken:
-        raise AetlError(f"checkpoint {path} holds weights that are nan or inf ({', '.join(broken[:3])}"
-                        f"{', ...' if len(broken) > 3 else ''}): the run that wrote it diverged; use another "
-                        "checkpoint, or train again with a lower learning rate")
-    return state
 
 
 def unique_dir(base: str) -> str:

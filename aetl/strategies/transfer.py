@@ -13,7 +13,8 @@ import torch
 from aetl.data.pair import Pair
 from aetl.errors import AetlError
 from aetl.evaluation.metrics import validation_figures
-from aetl.infra.rundir import load_checkpoint
+from aetl.infra.checkpoint import load_checkpoint, pack
+from aetl.infra.resume import CandidateTime
 from aetl.models import AutoEncoder
 from aetl.models.weights import load_weights
 from aetl.strategies import Context, Strategy
@@ -52,8 +53,9 @@ def transfer(ctx: RunContext, strategy: Strategy, pair: Pair, mf: SourceModel | 
         position += steps
     if len(options) == 1:
         return models[0], Choice(strategy, steps_of[0])
-    seconds = ctx.progress.context.get("seconds", {}) if ctx.progress else {}
-    figures = [{**validation_figures(m, pair, ctx.cfg.eval), "transfer_s": round(seconds.get(o.name, math.nan), 3)}
+    state = ctx.progress.state if ctx.progress else None
+    figures = [{**validation_figures(m, pair, ctx.cfg.eval),
+                "transfer_s": round(_or_nan(state.seconds_of(o.name) if state else None), 3)}
                for o, m in zip(options, models)]
     chosen = strategy.choose(figures)
     log.info("%s: chose %s on the validation split (%s)", strategy.name, options[chosen].name, "; ".join(
@@ -74,13 +76,13 @@ def _train_candidate(ctx: RunContext, candidate: Strategy, pair: Pair, mf: Sourc
     kept = ctx.run.checkpoints / f"candidate_{candidate.name}.pt"
     started = ctx.run.elapsed()
     if several and ctx.progress is not None and ctx.progress.finished(position + steps):
-        load_weights(model, load_checkpoint(kept)["model"], str(kept))  # trained before an interruption
+        load_weights(model, load_checkpoint(kept, kind="candidate")["model"], str(kept))  # trained before a stop
         return model, steps
     train_phases(ctx, model, phases, pair, position, prefix=f"{candidate.name}/" if several else "")
     if several:
-        ctx.run.save_checkpoint(kept.name, {"model": model.state_dict()})
+        ctx.run.save_checkpoint(kept.name, pack("candidate", model.state_dict(), model.recipe))
         if ctx.progress is not None:
-            ctx.progress.context.setdefault("seconds", {})[candidate.name] = ctx.run.elapsed() - started
+            ctx.progress.state.candidates.append(CandidateTime(candidate.name, ctx.run.elapsed() - started))
     return model, steps
 
 
@@ -99,7 +101,7 @@ def train_phases(ctx: RunContext, model: AutoEncoder, phases: list[Phase], pair:
         log.info("%s: phase %s, %d steps on %d %s images", ctx.cfg.strategy.name, phase.name, phase.steps,
                  len(pair.target.train), pair.target.name)
         if progress is not None:
-            progress.context["position"] = position + done
+            progress.state.position = position + done
         ctx.loop.run(model, phase, pair.target.train, pair.target.val.pixels(), ctx.seed + 1 + i, first_step=done)
         done += phase.steps
 
@@ -116,6 +118,10 @@ def add_common_losses(phase: Phase, model: AutoEncoder, trainer, pair: Pair) -> 
         phase.losses.append(ClassifyLoss(trainer.transfer.cls_weight, on_source=True))
     if any(isinstance(t, (AlignLoss, ClassifyLoss)) for t in phase.losses):
         phase.source_images = pair.source.train
+
+
+def _or_nan(value: float | None) -> float:
+    return math.nan if value is None else value
 
 
 def _pct(value: float | None) -> str:

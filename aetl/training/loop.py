@@ -10,7 +10,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Literal, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -23,10 +23,11 @@ from aetl.data.storage import Feed, Split
 from aetl.errors import AetlError
 from aetl.evaluation.metrics import recon_errors
 from aetl.infra.distributed import SINGLE, World
-from aetl.infra.resume import set_rng_states
+from aetl.infra.resume import LoopState, rng_states, set_rng_states
 from aetl.infra.rundir import Run, resume_hint
+from aetl.infra.schema import Count, Device, Natural, NonNegative, Positive, Target
 from aetl.models import AutoEncoder
-from aetl.training.losses import Step
+from aetl.training.losses import AlignSettings, Step
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -36,6 +37,33 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 LossTerm = Callable[[Step], dict[str, torch.Tensor]]
+
+
+@dataclass
+class PhaseSettings:
+    """trainer.pretrain and trainer.transfer (and a strategy's own `pretrain` overrides)."""
+
+    steps: Count
+    batch_size: Natural
+    lr: Positive
+    cls_weight: NonNegative  # x cross-entropy on the source labels
+
+
+@dataclass
+class TrainerSettings:
+    """The `trainer` config: how every phase trains."""
+
+    device: Device
+    threads: Natural | None
+    precision: Literal["auto", "fp32", "bf16"]
+    compile: bool
+    optimizer: Target
+    eval_every: Natural
+    progress: bool
+    checkpoint_every: Count
+    pretrain: PhaseSettings
+    transfer: PhaseSettings
+    align: AlignSettings
 
 
 @dataclass
@@ -131,9 +159,9 @@ class Loop:
                           gen=torch.Generator(device=device).manual_seed(seed),  # on the device in either storage mode
                           feed=Feed(train, min(phase.batch_size, len(train)), self.world),
                           perm=torch.empty(0, dtype=torch.long, device=device))
-        resumed = self.progress.state(phase.name, first_step) if self.progress else None
+        resumed = self.progress.resume_point(phase.name, first_step) if self.progress else None
         if resumed:
-            state.restore(resumed, model, device)
+            state.restore(*resumed, model)
         return state
 
     def _step(self, objective: nn.Module, model: AutoEncoder, phase: Phase, state: "_Training",
@@ -170,7 +198,7 @@ class Loop:
         if not all(torch.isfinite(t).all() for t in [*state.running.values(), *model.parameters()]):
             raise AetlError(f"{phase.name}: the loss or the weights became inf or nan by step {first_step + step}; "
                             "lower the learning rate (the last good checkpoint is kept)")
-        return self.progress.save(phase.name, first_step, step, model, state.loop_state())
+        return self.progress.save(model, state.loop_state(phase.name, first_step, step))
 
     def _stop_requested(self, logging_point: bool) -> bool:
         """A signal asked to stop. Under torchrun the ranks agree at logging points (every
@@ -234,18 +262,19 @@ class _Training:
             self.running[key] = self.running.get(key, 0) + value.detach().float()
         self.since_log += 1
 
-    def loop_state(self) -> dict:
-        return {"optimizer": self.optimizer.state_dict(), "generator": self.gen.get_state(), "perm": self.perm,
-                "running": self.running, "since_log": self.since_log}
+    def loop_state(self, phase: str, first_step: int, step: int) -> LoopState:
+        return LoopState(phase, first_step, step, self.optimizer.state_dict(), self.gen.get_state(), self.perm,
+                         self.running, self.since_log, rng_states())
 
-    def restore(self, saved: dict, model: nn.Module, device: torch.device) -> None:
+    def restore(self, model_state: dict, saved: LoopState, model: nn.Module) -> None:
         """Put the phase back where last.pt left it."""
-        model.load_state_dict(saved["model"])
-        self.optimizer.load_state_dict(saved["optimizer"])
-        self.gen.set_state(saved["generator"])
-        set_rng_states(saved["rng"])
-        self.running = {k: v.to(device) for k, v in saved["running"].items()}
-        self.perm, self.since_log, self.done = saved["perm"].to(device), saved["since_log"], saved["step"]
+        device = self.perm.device
+        model.load_state_dict(model_state)
+        self.optimizer.load_state_dict(saved.optimizer)
+        self.gen.set_state(saved.generator)
+        set_rng_states(saved.rng)
+        self.running = {k: v.to(device) for k, v in saved.running.items()}
+        self.perm, self.since_log, self.done = saved.perm.to(device), saved.since_log, saved.step
 
 
 class Reporter:
