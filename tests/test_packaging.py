@@ -11,7 +11,7 @@ from hydra import compose, initialize_config_dir, initialize_config_module
 from hydra.utils import get_object
 from omegaconf import OmegaConf
 
-from aetl.commands.train import train
+from aetl.commands.train import Config, train
 from aetl.errors import AetlError
 from aetl.infra.overrides import check
 
@@ -92,9 +92,9 @@ def test_a_copy_of_a_strategy_yaml_under_a_new_name_is_a_strategy(tmp_path, monk
         composes_and_names_real_code(override, cfg_of)
     # the command line's checks (aetl/infra/overrides.py) see it on Hydra's search path
     searchpath = f"hydra.searchpath=[file://{configs}]"
-    assert check("train", ["strategy=finetune_copy", searchpath]).strategy._target_.endswith("Finetune")
+    assert check("train", ["strategy=finetune_copy", searchpath], Config).strategy._target_.endswith("Finetune")
     with pytest.raises(AetlError, match=r"unknown strategy 'finetune_cpy' \(did you mean finetune_copy\?\)"):
-        check("train", ["strategy=finetune_cpy", searchpath])
+        check("train", ["strategy=finetune_cpy", searchpath], Config)
     run = [*TINY, *TINY_MODEL, "cache_dir=null"]
     copy = train(cfg_of([*run, "strategy=finetune_copy"]), tmp_path / "copy")
     with initialize_config_module("aetl.configs", version_base="1.3"):

@@ -16,7 +16,7 @@ def test_a_sweep_on_a_colour_folder_pair_with_resnet_and_its_report(tmp_path):
     pair = ["data/source=folder", f"data.source.root={source}", "data.source.n_val=6", "data.source.n_test=10",
             "data/target=folder", f"data.target.root={target}", "data.target.n_train=20",
             "data.target.labels_per_class=2", "data.target.n_val=6", "data.target.n_test=10", "data.channels=3"]
-    resnet = ["model=resnet", "model.width=4", "model.depth=2", "model.latent_dim=8"]
+    resnet = ["model=resnet", "model.channels=[4,8]", "model.latent_dim=8"]
     out = aetl("train", "-m", *TINY, *pair, *resnet, "strategy=scratch,finetune", "hydra.sweep.dir=sweep",
                cwd=tmp_path, env=env)
     assert out.returncode == 0, out.stderr

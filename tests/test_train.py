@@ -66,13 +66,13 @@ def test_style_transfer_brings_the_fully_convolutional_backbone_it_needs(tmp_pat
     assert (tmp_path / "images" / "style_grid_wct.png").is_file()
 
 
-RESNET = ["model=resnet", "model.width=4", "model.depth=2", "model.latent_dim=8"]
+RESNET = ["model=resnet", "model.channels=[4,8]", "model.latent_dim=8"]
 
 
 def test_every_strategy_trains_the_resnet_backbone(make_cfg, tmp_path):
     """concat (Mf's code into the input's channels), mixed (concat around finetune) and fixed_init
     into a wider target model cover every way a strategy uses Mf (one Mf, from the cache)."""
-    wider = "strategy.target_model={width: 8, latent_dim: 12}"
+    wider = "strategy.target_model={channels: [8,16], latent_dim: 12}"
     for strategy in ("concat strategy.at=input", "mixed", f"fixed_init {wider}"):
         name, *more = strategy.split(" ", 1)
         summary = train(make_cfg(*RESNET, "model.norm=batch", f"strategy={name}", *more), tmp_path / name)
@@ -82,7 +82,7 @@ def test_every_strategy_trains_the_resnet_backbone(make_cfg, tmp_path):
 
 
 def test_style_transfer_on_the_resnet_feature_map_code(make_cfg, tmp_path):
-    summary = train(make_cfg(*RESNET, "model.code=map", "model.latent_channels=4", "strategy=scratch",
+    summary = train(make_cfg(*RESNET, "model.latent_channels=4", "strategy=scratch",
                              "app=style_transfer", "app.size=32", "app.alphas=[1.0]"), tmp_path)
     assert summary["model"] == "ResNetAE" and len(summary["style_results"]) == 1
     assert (tmp_path / "images" / "style_grid_wct.png").is_file()

@@ -23,6 +23,8 @@ labelled split and scored on the same validation and test splits.
 from __future__ import annotations
 
 import io
+import typing
+from typing import Literal
 
 import numpy as np
 import torch
@@ -32,11 +34,13 @@ from aetl.data.pair import Pair
 from aetl.data.storage import Split
 from aetl.errors import AetlError
 from aetl.evaluation.metrics import accuracy, fit_probe, target_predictor
+from aetl.infra.schema import Natural, NonNegative, Seed
 from aetl.models import AutoEncoder
 
 TARGET_IMAGES = 4096  # mode=source: target training images whose codes' mean and std the source codes take
 
-MODES = ("noise", "interpolate", "extrapolate", "image", "source")
+Mode = Literal["noise", "interpolate", "extrapolate", "image", "source"]
+MODES = typing.get_args(Mode)
 
 
 def neighbours(z: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -146,9 +150,9 @@ def _names(classes: list[str]) -> str:
     return f"{len(classes)} classes ({', '.join(classes[:4])}{', ...' if len(classes) > 4 else ''})"
 
 
-def run_app(model: AutoEncoder, run, pair: Pair | None = None, mode: str = "interpolate", amount: int = 5,
-            strength: float = 0.5, source_per_class: int | None = None, seed: int = 0, probe_l2: float = 1e-3,
-            **_: object) -> dict:
+def run_app(model: AutoEncoder, run, pair: Pair | None = None, mode: Mode = "interpolate", amount: Natural = 5,
+            strength: NonNegative = 0.5, source_per_class: Natural | None = None, seed: Seed = 0,
+            probe_l2: NonNegative = 1e-3, name: str = "augment", **_: object) -> dict:
     """Augment; write the .npz and a grid; score the probe with and without the new images."""
     if pair is None:
         raise AetlError("augmentation needs the run's target data")

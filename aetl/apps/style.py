@@ -14,6 +14,7 @@ plus alpha x `style_weight` x the Gram style loss (aetl.apps.refine).
 from __future__ import annotations
 
 import time
+from typing import Literal, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +23,7 @@ from torch import nn
 from aetl.apps.checkerboard import checkerboard
 from aetl.apps.refine import StyleLoss, refine
 from aetl.errors import AetlError
+from aetl.infra.schema import Count, Natural, NonNegative, Share
 from aetl.models import AutoEncoder
 
 EPS = 1e-5
@@ -139,9 +141,10 @@ def load_image(name: str, size: int | None, channels: int, device: torch.device)
     return to_channels(x, channels).to(device)
 
 
-def run_app(model: AutoEncoder, run, content: str, style: str, method: str = "wct",
-            alphas: tuple[float, ...] = (0.25, 0.5, 1.0), levels: int | None = None, size: int | None = 256,
-            refine_steps: int = 0, style_weight: float = 10.0, **_: object) -> dict:
+def run_app(model: AutoEncoder, run, content: str, style: str, method: Literal["adain", "wct"] = "wct",
+            alphas: Sequence[Share] = (0.25, 0.5, 1.0), levels: Natural | None = None, size: Natural | None = 256,
+            refine_steps: Count = 0, style_weight: NonNegative = 10.0, name: str = "style_transfer",
+            **_: object) -> dict:
     """Stylise content with style at each alpha; write the PNGs, the grid and the losses."""
     model.eval()
     device = next(model.parameters()).device

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import hydra
@@ -13,11 +14,23 @@ from aetl.api import load_run
 from aetl.data.fit import FitChoice
 from aetl.data.pair import load_pair
 from aetl.errors import reports_errors
+from aetl.evaluation.metrics import EvalSettings
 from aetl.infra.distributed import pick_device
 from aetl.infra.rundir import Run, register_resolvers
-from aetl.infra.schema import check_config
+from aetl.infra.schema import App, Device, Seed, check_config
 
 register_resolvers()
+
+
+@dataclass
+class Config:
+    """What `aetl augment` reads (configs/augment.yaml)."""
+
+    run: str  # a finished aetl train run dir, or its checkpoints/target.pt
+    device: Device
+    seed: Seed  # the augmentation's own draws
+    eval: EvalSettings
+    app: App
 # What the report groups by, copied from the trained run's record (its summary.json's figures too).
 KEPT = ("strategy", "source", "target", "seed", "labels_per_class", "n_target_train", "source_labels",
         "transfer_steps", "target_mse", "target_psnr")
@@ -30,7 +43,7 @@ def main(cfg: DictConfig) -> dict:
 
 
 def augment(cfg: DictConfig, out_dir: Path) -> dict:
-    check_config(cfg)
+    check_config(cfg, Config)
     run = Run(out_dir)
     device = pick_device(cfg.device)
     model, trained = load_run(cfg.run, device)

@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import hydra
@@ -32,23 +33,37 @@ from omegaconf import DictConfig
 
 from aetl.data.fit import MAX_IMAGES, target_fit
 from aetl.data.framing import Fit, Levels, fit_images
-from aetl.data.pair import Unmapped, frame_shape, load_source, load_target
+from aetl.data.pair import DataSettings, Unmapped, frame_shape, load_source, load_target
 from aetl.errors import AetlError, reports_errors
 from aetl.evaluation.transferability import PCA_IMAGES, encode, logme, logme_gain, pca_codes, zero_shot
+from aetl.infra.checkpoint import load_checkpoint
 from aetl.infra.distributed import pick_device
-from aetl.infra.rundir import Run, load_checkpoint, register_resolvers
-from aetl.infra.schema import check_config
-from aetl.models import AutoEncoder, rebuild
-from aetl.models.weights import load_weights
-from aetl.strategies.pretrain import obtain_mf
+from aetl.infra.rundir import Run, register_resolvers
+from aetl.infra.schema import Seed, Target, check_config
+from aetl.models import AutoEncoder
+from aetl.strategies.pretrain import load_mf, obtain_mf
 from aetl.training.context import RunContext
-from aetl.training.loop import Loop
+from aetl.training.loop import Loop, TrainerSettings
 
 log = logging.getLogger(__name__)
 register_resolvers()
 COLUMNS = ["source", "fit", "zero_shot", "domain_gap", "logme", "logme_pca", "logme_gain", "logme_gain_se", "mf_s",
            "score_s"]
 DECISIVE = 2.0  # standard errors the LogME gain must be from 0 for a verdict of helps or hurts
+
+
+@dataclass
+class Config:
+    """What `aetl rank` reads (configs/rank.yaml)."""
+
+    sources: list[str]  # domains tried as data/source
+    models: list[str]   # source models to score as well
+    seed: Seed
+    pretrained: str | None
+    cache_dir: str | None
+    data: DataSettings
+    model: Target
+    trainer: TrainerSettings
 
 
 @hydra.main(version_base="1.3", config_path="pkg://aetl.configs", config_name="rank")
@@ -69,7 +84,7 @@ def compose_source(overrides: list[str], name: str) -> DictConfig:
 
 def rank(cfg: DictConfig, out_dir: Path, overrides: list[str], composer=compose_source) -> dict:
     """Score every candidate source for the target of cfg.data; write rank.json and rank.csv."""
-    check_config(cfg)
+    check_config(cfg, Config)
     if not cfg.sources and not cfg.models:
         raise AetlError("nothing to rank: give sources=[mnist,fashion_mnist,...] and/or models=[path/to/source.pt]")
     run = Run(out_dir)
@@ -81,12 +96,9 @@ def rank(cfg: DictConfig, out_dir: Path, overrides: list[str], composer=compose_
         if composed.data.source.load == cfg.data.target.load:  # the same images: its Mf has seen the test split
             log.info("skipping source %s: it is the target's own domain", name)
             continue
-        mf, reference, own, seconds = _domain_mf(composed, name, run, device)
-        rows.append(score(name, mf, reference, target, cfg, seconds, own))
+        rows.append(score(_domain_mf(composed, name, run, device), target, cfg))
     for path in cfg.models:
-        started = time.perf_counter()
-        mf, reference = _checkpoint_mf(str(path), frame_shape(cfg.data), device)
-        rows.append(score(str(path), mf, reference, target, cfg, time.perf_counter() - started))
+        rows.append(score(_checkpoint_mf(str(path), frame_shape(cfg.data), device), target, cfg))
     rows.sort(key=lambda r: -r["logme_gain"] if r["logme_gain"] is not None else r["zero_shot"])
     verdict = recommend(rows)
     result = {"target": target.domain.name, "n_target_train": len(target.train),
@@ -98,14 +110,26 @@ def rank(cfg: DictConfig, out_dir: Path, overrides: list[str], composer=compose_
     return result
 
 
-def score(name: str, mf: AutoEncoder, reference: Levels, target: Unmapped, cfg: DictConfig, mf_s: float,
-          own: float | None = None) -> dict:
-    """One candidate's scores on the target's training images (aetl.evaluation.transferability); `own` is
-    Mf's zero-shot score on its own source's validation images, when they are at hand."""
+@dataclass
+class Candidate:
+    """A source to score: its name (or checkpoint path), its Mf, the source's levels (what a
+    `match` tone moves onto), the seconds Mf took, and Mf's zero-shot score on its own source's
+    validation images when they are at hand."""
+
+    name: str
+    mf: AutoEncoder
+    reference: Levels
+    seconds: float
+    own: float | None = None
+
+
+def score(candidate: Candidate, target: Unmapped, cfg: DictConfig) -> dict:
+    """One candidate's scores on the target's training images (aetl.evaluation.transferability)."""
     started = time.perf_counter()
+    name, mf, own = candidate.name, candidate.mf, candidate.own
     channels, size = frame_shape(cfg.data)[:2]
     x = target.train_images(MAX_IMAGES)  # the sample `aetl train` chooses the fit from
-    choice = target_fit(x, cfg.data.target, size, channels, mf, reference)
+    choice = target_fit(x, cfg.data.target, size, channels, mf, candidate.reference)
     fit = choice.fit
     alike = choice.scores.get(fit.label()) or zero_shot(mf, x, size, channels, fit)  # (chosen: scored already)
     row = {"source": name, "fit": fit.label(), "zero_shot": round(alike, 4),
@@ -121,7 +145,7 @@ def score(name: str, mf: AutoEncoder, reference: Levels, target: Unmapped, cfg: 
         gain, se = logme_gain(codes, own_codes, y, seed=cfg.seed)
         row.update(logme=round(logme(codes, y), 4), logme_pca=round(logme(own_codes, y), 4),
                    logme_gain=round(gain, 4), logme_gain_se=None if math.isnan(se) else round(se, 4))
-    row.update(mf_s=round(mf_s, 3), score_s=round(time.perf_counter() - started, 3))
+    row.update(mf_s=round(candidate.seconds, 3), score_s=round(time.perf_counter() - started, 3))
     log.info("%s: %s", name, ", ".join(f"{k} {v}" for k, v in row.items() if k != "source"))
     return row
 
@@ -158,30 +182,26 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _domain_mf(cfg: DictConfig, name: str, run: Run, device: torch.device) -> tuple[AutoEncoder, Levels, float, float]:
-    """Mf for the source domain `name` as `aetl train` would obtain it (cache first), the source's
-    levels, Mf's zero-shot score on the source's validation images, and the seconds it took."""
+def _domain_mf(cfg: DictConfig, name: str, run: Run, device: torch.device) -> Candidate:
+    """The source domain `name`, its Mf obtained as `aetl train` would obtain it (cache first)."""
     started = time.perf_counter()
     source = load_source(cfg.data, device)
     out = Run(run.root / "sources" / name)
     mf = obtain_mf(RunContext(cfg, out, Loop.from_config(cfg.trainer, device, out), device), source, {})
     channels, size = frame_shape(cfg.data)[:2]
     own = zero_shot(mf.model, source.val.x.cpu(), size, channels, Fit()) if len(source.val) else None
-    return mf.model, Levels.of(source.train.x[:4096].cpu()), own, time.perf_counter() - started
+    return Candidate(name, mf.model, Levels.of(source.train.x[:4096].cpu()), time.perf_counter() - started, own)
 
 
-def _checkpoint_mf(path: str, shape: tuple[int, int, int], device: torch.device) -> tuple[AutoEncoder, Levels]:
-    """Mf from a source.pt (a run's, or a cache entry), built from the model config it carries."""
-    state = load_checkpoint(path)
-    if "model_cfg" not in state or list(state.get("shape", [])) != list(shape):
+def _checkpoint_mf(path: str, shape: tuple[int, int, int], device: torch.device) -> Candidate:
+    """Mf from a source.pt (a run's, or a cache entry), rebuilt from the recipe it carries."""
+    started = time.perf_counter()
+    state = load_checkpoint(path, kind="source")
+    if list(state.get("shape", [])) != list(shape):
         raise AetlError(f"{path} is not a source model for {shape[0]}x{shape[1]}x{shape[2]} images (it was trained "
                         f"for {state.get('shape')}); rank models trained with this data.image_size and data.channels")
-    head = state["model"]["head.weight"].shape[0] if "head.weight" in state["model"] else 0
-    recipe = {"model_cfg": state["model_cfg"], "in_shape": list(shape), "n_classes": head}
-    model = rebuild(recipe).to(device)  # only aetl's own autoencoder classes: a checkpoint names no other code
-    load_weights(model, state["model"], path)
     bg, fg = state.get("source_levels") or (0.0, 1.0)
-    return model.eval(), Levels(bg, fg)
+    return Candidate(path, load_mf(state, path, device).eval(), Levels(bg, fg), time.perf_counter() - started)
 
 
 def _csv(rows: list[dict]) -> str:

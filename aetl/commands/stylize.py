@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import hydra
@@ -13,9 +14,21 @@ from aetl.api import load_run
 from aetl.errors import reports_errors
 from aetl.infra.distributed import pick_device
 from aetl.infra.rundir import Run, register_resolvers
-from aetl.infra.schema import check_config
+from aetl.infra.schema import App, Device, Target, check_config
 
 register_resolvers()
+
+
+@dataclass
+class Config:
+    """What `aetl stylize` reads (configs/stylize.yaml)."""
+
+    run: str      # a finished aetl train run dir, or its checkpoints/target.pt
+    device: Device
+    content: str
+    style: str
+    model: Target
+    app: App
 
 
 @hydra.main(version_base="1.3", config_path="pkg://aetl.configs", config_name="stylize")
@@ -25,7 +38,7 @@ def main(cfg: DictConfig) -> dict:
 
 
 def stylize(cfg: DictConfig, out_dir: Path) -> dict:
-    check_config(cfg)
+    check_config(cfg, Config)
     run = Run(out_dir)
     model, _ = load_run(cfg.run, pick_device(cfg.device))
     app = instantiate(cfg.app, content=cfg.content, style=cfg.style)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import hydra
@@ -14,26 +15,46 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from aetl.data.fit import is_open
-from aetl.data.pair import Pair, frame_shape, load_source, load_target, map_target
+from aetl.data.pair import DataSettings, Pair, frame_shape, load_source, load_target, map_target
+from aetl.data.storage import Storage
 from aetl.errors import AetlError, in_multirun, reports_errors
-from aetl.evaluation.metrics import evaluate_run
+from aetl.evaluation.metrics import EvalSettings, evaluate_run
+from aetl.infra.checkpoint import pack
 from aetl.infra.distributed import join, leave, pick_device
 from aetl.infra.lock import owned
 from aetl.infra.loggers import open_loggers
-from aetl.infra.objective import check_objective, objective_value
+from aetl.infra.objective import Objective, check_objective, objective_value
 from aetl.infra.resume import Progress
 from aetl.infra.runconfig import finished_run
 from aetl.infra.rundir import Run, register_resolvers
-from aetl.infra.schema import check_config
+from aetl.infra.schema import App, Seed, Target, check_config
 from aetl.infra.signals import StopSignals
 from aetl.models import AutoEncoder
 from aetl.strategies.pretrain import settle_mf
 from aetl.strategies.transfer import transfer
 from aetl.training.context import RunContext
-from aetl.training.loop import Loop
+from aetl.training.loop import Loop, TrainerSettings
 
 log = logging.getLogger(__name__)
 register_resolvers()
+
+
+@dataclass
+class Config:
+    """What `aetl train` reads (configs/train.yaml and its groups): each branch declared by the
+    code that reads it (aetl.infra.schema)."""
+
+    seed: Seed
+    pretrained: str | None  # a source.pt to use as Mf instead of pretraining one
+    cache_dir: str | None   # the source-model and image caches (null: none)
+    objective: Objective
+    eval: EvalSettings
+    data: DataSettings
+    model: Target
+    strategy: Target
+    app: App
+    trainer: TrainerSettings
+    logger: dict[str, Target]
 
 
 @hydra.main(version_base="1.3", config_path="pkg://aetl.configs", config_name="train")
@@ -48,7 +69,7 @@ def train(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) ->
     """Run the whole pipeline into out_dir and return the summary (`main` hands sweepers its objective).
     overrides: the command line's, kept in last.pt for `aetl train resume=`."""
     check_objective(cfg.objective)
-    check_config(cfg)
+    check_config(cfg, Config)
     world, device = join(cfg.trainer.device)
     run = Run(out_dir, enabled=world.is_main)
     finished = (Path(out_dir) / "summary.json").is_file()  # a finished run is only read
@@ -84,14 +105,15 @@ def _train(ctx: RunContext) -> dict:
     target = load_target(cfg.data, cfg.seed, cfg.cache_dir)
     # Mf: for the strategy, and to choose the target's fit where it is auto (then scratch needs it too)
     mf = settle_mf(ctx, strategy, source) if strategy.uses_source or is_open(cfg.data.target) else None
-    pair = Pair(source, map_target(target, cfg.data, source, mf and mf.model, ctx.device, cache_dir=cfg.cache_dir),
-                frame_shape(cfg.data))
+    storage = Storage.of(cfg.data, ctx.device, cfg.cache_dir)
+    pair = Pair(source, map_target(target, cfg.data, source, mf and mf.model, storage), frame_shape(cfg.data))
 
-    transfer_started = ctx.progress.context.setdefault("transfer_started_s", run.elapsed())
+    state = ctx.progress.state
+    state.transfer_started_s = run.elapsed() if state.transfer_started_s is None else state.transfer_started_s
     model, choice = transfer(ctx, strategy, pair, mf)
     if not ctx.world.is_main:
         return {}  # rank 0 checkpoints, evaluates and writes the run dir
-    transfer_s = run.elapsed() - transfer_started
+    transfer_s = run.elapsed() - state.transfer_started_s
     # Checkpoint first, then evaluate: a failed evaluation still leaves the model to inspect.
     used = mf if choice.strategy.uses_source else None  # (auto: the kept model may be scratch)
     trained = {  # what the run is, known before it is evaluated; target.pt carries it too
@@ -123,7 +145,7 @@ def _train(ctx: RunContext) -> dict:
 def target_checkpoint(model: AutoEncoder, cfg: DictConfig, pair: Pair, trained: dict) -> dict:
     """target.pt: the model's weights and how to rebuild it (`recipe`), and what the apps need to
     use it on their own (`aetl stylize run=<target.pt>`): the data config and the target's fit."""
-    return {"model": model.state_dict(), "recipe": model.recipe, "model_cfg": OmegaConf.to_container(cfg.model),
-            "strategy": trained["strategy"], "shape": list(pair.shape), "run": trained,
-            "data": OmegaConf.to_container(cfg.data, resolve=True), "cache_dir": cfg.cache_dir,
-            "fit": pair.target.fit.summary("target")}
+    return pack("target", model.state_dict(), model.recipe, model_cfg=OmegaConf.to_container(cfg.model),
+                strategy=trained["strategy"], shape=list(pair.shape), run=trained,
+                data=OmegaConf.to_container(cfg.data, resolve=True), cache_dir=cfg.cache_dir,
+                fit=pair.target.fit.summary("target"))

@@ -17,7 +17,8 @@ The target training images (`n_train`) and which of them carry labels
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Literal
 
 import numpy as np
 import torch
@@ -29,11 +30,44 @@ from aetl.data.framing import Levels, changes_nothing, fit_array
 from aetl.data.imagecache import ImageCache
 from aetl.data.storage import Split, Storage, upload
 from aetl.errors import AetlError
+from aetl.infra.schema import Count, Natural, OpenShare, Seed, Target
 from aetl.models import AutoEncoder
 
 log = logging.getLogger(__name__)
 LEVEL_IMAGES = 4096  # source images behind its background and foreground levels ...
 LEVEL_VALUES = 2 ** 22  # ... or fewer, for large colour images (4096 28x28 digits are 3.2M values)
+
+
+@dataclass
+class DomainSettings:
+    """data.source and data.target: a domain (configs/domain/) and its splits. Its other keys
+    are its loader's arguments (`load`), declared by the loader."""
+
+    OTHER_KEYS = "load"
+
+    name: str
+    fit: Literal["auto", "resize", "frame", "crop"]
+    margin: Count  # frame and crop: pixels around the content
+    tone: Literal["auto", "keep", "invert", "match"]
+    load: Target
+    n_train: Natural | None  # training images (null: all that remain after the test and validation splits)
+    n_val: Count
+    n_test: Natural
+    labels_per_class: Count  # the target's: how many training images of each class are labelled
+
+
+@dataclass
+class DataSettings:
+    """The `data` config: the pair, the frame both are mapped into, and where images live."""
+
+    image_size: Natural
+    channels: Literal[1, 3]
+    split_seed: Seed  # draws the test and validation splits: the same for every seed and strategy
+    storage: Literal["auto", "device", "stream"]
+    memory_share: OpenShare
+    workers: Count | None
+    source: DomainSettings
+    target: DomainSettings
 
 
 @dataclass
@@ -128,6 +162,7 @@ def load_source(cfg: DictConfig, device: torch.device, cache_dir: str | None = N
     """The source domain of `cfg` (the `data` node), mapped by its own fit and split."""
     storage = Storage.of(cfg, device, cache_dir)
     domain, key, fingerprint = storage.cache.load(cfg.source.load, "source")
+    domain = replace(domain, name=cfg.source.name)  # a loader may serve several domains (crops: photos, textures)
     test, val, rest = fixed_splits(domain.labels, cfg.source.n_test, cfg.source.n_val, cfg.split_seed, "source")
     if cfg.source.n_train is not None:
         rest = rest[: int(cfg.source.n_train)]
@@ -140,6 +175,7 @@ def load_target(cfg: DictConfig, seed: int, cache_dir: str | None = None) -> Unm
     """The target domain: fixed test and validation splits, and the run seed's training
     images (`n_train`) with all but `labels_per_class` of each class's labels withheld."""
     domain, key, fingerprint = ImageCache(cache_dir).load(cfg.target.load, "target")
+    domain = replace(domain, name=cfg.target.name)
     test, val, rest = fixed_splits(domain.labels, cfg.target.n_test, cfg.target.n_val, cfg.split_seed, "target")
     rng = np.random.default_rng(seed)
     train = rest if cfg.target.n_train is None else sample_balanced(domain.labels, rest, int(cfg.target.n_train), rng)
@@ -149,14 +185,14 @@ def load_target(cfg: DictConfig, seed: int, cache_dir: str | None = None) -> Unm
     return Unmapped(domain, train, val, test, labels, "target", key, fingerprint)
 
 
-def map_target(target: Unmapped, cfg: DictConfig, source: Side, mf: AutoEncoder | None, device: torch.device,
-               fit: FitChoice | None = None, cache_dir: str | None = None) -> Side:
-    """The target mapped into the pair's frame by `fit`, else by its config's (chosen with Mf
-    where it is auto)."""
+def map_target(target: Unmapped, cfg: DictConfig, source: Side, mf: AutoEncoder | None, storage: Storage,
+               fit: FitChoice | None = None) -> Side:
+    """The target mapped into the pair's frame (kept as `storage` says) by `fit`, else by its
+    config's (chosen with Mf where it is auto)."""
     shape = frame_shape(cfg)
     if fit is None:
         fit = target_fit(target.train_images(MAX_IMAGES), cfg.target, shape[1], shape[0], mf, source.levels())
-    return target.mapped(shape, fit, Storage.of(cfg, device, cache_dir))
+    return target.mapped(shape, fit, storage)
 
 
 def load_pair(cfg: DictConfig, seed: int, device: torch.device, mf: AutoEncoder | None = None,
@@ -164,7 +200,7 @@ def load_pair(cfg: DictConfig, seed: int, device: torch.device, mf: AutoEncoder 
     """Both domains of `cfg`, mapped and split: the target by `fit` when given (a finished run's),
     else by its config's, chosen with mf where it is auto."""
     source = load_source(cfg, device, cache_dir)
-    target = map_target(load_target(cfg, seed, cache_dir), cfg, source, mf, device, fit, cache_dir)
+    target = map_target(load_target(cfg, seed, cache_dir), cfg, source, mf, Storage.of(cfg, device, cache_dir), fit)
     return Pair(source, target, frame_shape(cfg))
 
 

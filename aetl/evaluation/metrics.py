@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -11,9 +12,18 @@ from omegaconf import DictConfig
 from aetl.data.domains import unit
 from aetl.data.pair import Pair
 from aetl.infra.rundir import Run
+from aetl.infra.schema import Natural, NonNegative
 from aetl.models import AutoEncoder
 
 Predictor = Callable[[torch.Tensor], torch.Tensor]  # images -> class indices
+
+
+@dataclass
+class EvalSettings:
+    """The `eval` config."""
+
+    probe_l2: NonNegative  # L2 penalty of the linear probe behind target_acc
+    n_images: Natural      # images per reconstruction grid
 
 
 EVAL_VALUES = 2 ** 20  # pixel values per evaluation batch: activations stay small for large colour images

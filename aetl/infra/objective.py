@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 
 from omegaconf import DictConfig
 
@@ -21,6 +22,14 @@ log = logging.getLogger(__name__)
 
 VALIDATION = ("target_val_mse", "target_val_acc")  # figures of the target validation split
 DIRECTIONS = ("minimize", "maximize")
+
+
+@dataclass
+class Objective:
+    """The `objective` config (its values are checked together: check_objective)."""
+
+    key: str
+    direction: str
 
 
 def check_objective(objective: DictConfig) -> None:

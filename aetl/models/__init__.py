@@ -72,6 +72,11 @@ class AutoEncoder(nn.Module):
         """A state dict an older aetl wrote, under this model's names (none changed here)."""
         return state
 
+    @staticmethod
+    def upgrade_config(cfg: dict) -> dict:
+        """A model config an older aetl wrote (a checkpoint's recipe), in this model's keys (none changed here)."""
+        return cfg
+
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The encoder's feature maps after every ReLU, then the code, shallow to deep."""
         maps = []
@@ -108,8 +113,8 @@ def rebuild(recipe: dict) -> AutoEncoder:
     AutoEncoder classes in aetl are built: a checkpoint names no other code to run."""
     if "class" in recipe:
         return _autoencoder_class(recipe["class"]).from_recipe(recipe)
-    cfg = OmegaConf.create(recipe["model_cfg"])
-    _autoencoder_class(cfg._target_)
+    found = _autoencoder_class(str(recipe["model_cfg"].get("_target_")))
+    cfg = OmegaConf.create(found.upgrade_config(recipe["model_cfg"]))
     return build_model(cfg, tuple(recipe["in_shape"]), recipe["n_classes"])
 
 

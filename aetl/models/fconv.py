@@ -10,12 +10,13 @@ kernel taps, and that uneven overlap prints a grid over every image it decodes.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Literal, Sequence
 
 import torch
 from torch import nn
 
 from aetl.errors import AetlError
+from aetl.infra.schema import Natural
 from aetl.models import AutoEncoder, check_size
 
 UPSAMPLING = ("resize", "transpose")
@@ -25,8 +26,9 @@ class FullyConvAE(AutoEncoder):
     spatial = True
     flat_code = False
 
-    def __init__(self, in_shape: tuple[int, int, int], latent_channels: int = 32,
-                 channels: Sequence[int] = (32, 64), convs: int = 1, upsample: str = "resize") -> None:
+    def __init__(self, in_shape: tuple[int, int, int], latent_channels: Natural = 32,
+                 channels: Sequence[Natural] = (32, 64), convs: Natural = 1,
+                 upsample: Literal["resize", "transpose"] = "resize") -> None:
         """channels: the width of each stride-2 level; convs: 3x3 convolutions per level."""
         c_in, h, w = in_shape
         self.factor = 2 ** len(channels)

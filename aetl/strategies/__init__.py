@@ -15,9 +15,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from aetl.errors import AetlError
+from aetl.infra.schema import ModelOverrides
 from aetl.models import AutoEncoder, build_model, place
 from aetl.models.weights import transfer_weights
-from aetl.training.loop import Phase
+from aetl.training.loop import Phase, PhaseSettings
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,8 @@ class Strategy:
 
     uses_source = True  # False: no source model is pretrained or loaded
 
-    def __init__(self, name: str, pretrain: dict | None = None, target_model: dict | None = None) -> None:
+    def __init__(self, name: str, pretrain: PhaseSettings | None = None,
+                 target_model: ModelOverrides | None = None) -> None:
         self.name = name
         self.pretrain = dict(pretrain or {})  # overrides of trainer.pretrain for this strategy's Mf
         self.target_model = dict(target_model or {})  # overrides of the model config for the target AE

@@ -13,12 +13,14 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from aetl.errors import AetlError
+from aetl.infra.schema import ModelOverrides
 from aetl.strategies import Strategy
+from aetl.training.loop import PhaseSettings
 
 
 class Auto(Strategy):
-    def __init__(self, name: str, candidates: list[str], pretrain: dict | None = None,
-                 target_model: dict | None = None, **options: DictConfig) -> None:
+    def __init__(self, name: str, candidates: list[str], pretrain: PhaseSettings | None = None,
+                 target_model: ModelOverrides | None = None, **options: DictConfig) -> None:
         super().__init__(name, pretrain, target_model)
         names = ["scratch", *(c for c in candidates if c != "scratch")]
         unknown = [c for c in names if c not in options or c == name]

@@ -12,6 +12,7 @@ target AE; without it the target AE starts fresh and trains in one phase.
 from __future__ import annotations
 
 import copy
+from typing import Literal
 
 import torch
 from omegaconf import DictConfig
@@ -75,7 +76,8 @@ class ConcatAE(AutoEncoder):
 
 
 class Concat(Strategy):
-    def __init__(self, name: str, at: str = "latent", inner: Strategy | None = None, **common) -> None:
+    def __init__(self, name: str, at: Literal["input", "latent"] = "latent", inner: Strategy | None = None,
+                 **common) -> None:
         super().__init__(name, **common)
         if at not in PLACES:
             raise AetlError(f"strategy.at must be input or latent, got {at!r}")

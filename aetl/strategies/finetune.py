@@ -11,14 +11,15 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
+from aetl.infra.schema import Positive, Share
 from aetl.models import AutoEncoder
 from aetl.strategies import Context, Strategy, parts_params, split_steps
 from aetl.training.loop import Phase
 
 
 class Finetune(Strategy):
-    def __init__(self, name: str, encoder_lr_scale: float = 1.0, lr_scale: float = 1.0,
-                 unfreeze_fraction: float = 0.0, **common) -> None:
+    def __init__(self, name: str, encoder_lr_scale: Positive = 1.0, lr_scale: Positive = 1.0,
+                 unfreeze_fraction: Share = 0.0, **common) -> None:
         super().__init__(name, **common)
         self.encoder_lr_scale = encoder_lr_scale
         self.lr_scale = lr_scale

@@ -11,6 +11,7 @@ import copy
 
 from omegaconf import DictConfig
 
+from aetl.infra.schema import NonNegative, Share
 from aetl.models import AutoEncoder
 from aetl.strategies import Context, Strategy, all_params, split_steps
 from aetl.training.loop import Phase
@@ -18,7 +19,8 @@ from aetl.training.losses import FeatureLoss
 
 
 class FixedInit(Strategy):
-    def __init__(self, name: str, frozen_fraction: float = 0.3, feature_weight: float = 1e-3, **common) -> None:
+    def __init__(self, name: str, frozen_fraction: Share = 0.3, feature_weight: NonNegative = 1e-3,
+                 **common) -> None:
         super().__init__(name, **common)
         self.frozen_fraction = frozen_fraction
         self.feature_weight = feature_weight

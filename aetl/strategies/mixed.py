@@ -15,9 +15,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from aetl.errors import AetlError
+from aetl.infra.schema import ModelOverrides
 from aetl.models import AutoEncoder
 from aetl.strategies import Context, Strategy
-from aetl.training.loop import Phase
+from aetl.training.loop import Phase, PhaseSettings
 
 MIXABLE = ("concat", "finetune", "fixed_init")
 
@@ -26,8 +27,8 @@ class Mixed(Strategy):
     """Builds only the parts it names (the YAML is not instantiated recursively): a concat
     strategy whose `inner` strategy starts and trains the target AE."""
 
-    def __init__(self, name: str, parts: list[str], pretrain: dict | None = None, target_model: dict | None = None,
-                 **options: DictConfig) -> None:
+    def __init__(self, name: str, parts: list[str], pretrain: PhaseSettings | None = None,
+                 target_model: ModelOverrides | None = None, **options: DictConfig) -> None:
         super().__init__(name, pretrain, target_model)
         parts = list(parts)
         unknown = [p for p in parts if p not in MIXABLE]

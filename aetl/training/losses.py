@@ -9,11 +9,13 @@ reference latents (without gradient) before they are compared.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
 from aetl.errors import AetlError
+from aetl.infra.schema import NonNegative
 from aetl.models import AEOutput, AutoEncoder
 
 
@@ -76,6 +78,14 @@ def mmd(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 ALIGNMENTS = {"coral": coral, "mmd": mmd}
+
+
+@dataclass
+class AlignSettings:
+    """trainer.align: pull the target codes' statistics towards the source codes'."""
+
+    kind: Literal["none", "coral", "mmd"]
+    weight: NonNegative  # on scale-free codes
 
 
 @dataclass

@@ -17,6 +17,7 @@ from PIL import Image
 
 from aetl.data.domains import Domain, to_uint8
 from aetl.errors import AetlError
+from aetl.infra.schema import Natural, OpenShare, Seed
 
 
 def read_image(name: str) -> np.ndarray:
@@ -42,8 +43,8 @@ def read_image(name: str) -> np.ndarray:
     return array[..., :3]
 
 
-def load(images: Sequence[str], n: int = 1000, size: int = 32, scale: float = 1.0, seed: int = 0,
-         name: str = "crops", extra: Sequence[str] = ()) -> Domain:
+def load(images: Sequence[str], n: Natural = 1000, size: Natural = 32, scale: OpenShare = 1.0, seed: Seed = 0,
+         extra: Sequence[str] = ()) -> Domain:
     """n crops of size x size pixels, spread evenly over the images and the `extra` ones;
     `scale` < 1 shrinks each image first, so a crop covers more of the scene."""
     rng = np.random.default_rng(seed)
@@ -61,7 +62,7 @@ def load(images: Sequence[str], n: int = 1000, size: int = 32, scale: float = 1.
     labels = np.arange(n) % len(sources)
     crops = random_crops(sources, labels, size, rng)
     classes = [Path(image.partition(":")[2] or image).stem for image in images]
-    return Domain(name, crops, labels.astype(np.int64), classes)
+    return Domain("crops", crops, labels.astype(np.int64), classes)  # named by its config: photos, textures
 
 
 def expand_folders(images: Sequence[str]) -> list[str]:

@@ -19,6 +19,7 @@ import numpy as np
 from aetl.data.domains import Domain
 from aetl.data.domains.decode import decode_into
 from aetl.errors import AetlError
+from aetl.infra.schema import Natural
 
 log = logging.getLogger(__name__)
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -26,7 +27,7 @@ COPY_CHUNK = 4096  # images per copy when compacting: bounded memory for any fol
 Alloc = Callable[[tuple[int, ...]], np.ndarray]  # shape -> an uint8 array to fill
 
 
-def load(root: str, size: int, skip_bad: bool = True, alloc: Alloc = lambda shape: np.empty(shape, np.uint8)) -> Domain:
+def load(root: str, size: Natural, skip_bad: bool = True, alloc: Alloc = lambda shape: np.empty(shape, np.uint8)) -> Domain:
     """Every image under root, resized to size x size; unreadable and oversized files are
     skipped and counted (skip_bad=false: refused)."""
     folder, classes, files = listing(root)

