@@ -1,14 +1,13 @@
-"""The shape of the code, read with `ast`: no function in aetl/ over 60 lines, no import
-cycle among aetl's modules, and every test that starts a process marked slow.
+"""The shape of the code, read with `ast`: at most three modules at the top of aetl/ beside
+the package face, no function in aetl/ over 60 lines or 6 parameters, no import cycle among
+aetl's modules, run state with typed fields, and every test that starts a process marked slow.
 
 Imports. An edge A -> B is an import of aetl module B that runs when A is imported: at
-module level, also inside a top-level `try`/`if` or a class body. Two kinds are left out:
-imports under `if TYPE_CHECKING:` (never run), and deferred imports inside a function
-body, which aetl uses to keep `aetl --help` fast (cli.py) and to keep optional
-dependencies optional. A deferred import runs only when its function is called, after
-both modules are loaded, so it cannot fail the way a cycle at import time does; still,
-every deferred import is checked too (test_deferred_imports_close_no_cycle), so none
-hides a cycle between two modules that need each other.
+module level, also inside a top-level `try`/`if` or a class body. Deferred imports inside a
+function body (which aetl uses to keep `aetl --help` fast and optional dependencies
+optional) and imports under `if TYPE_CHECKING:` cannot fail the way a cycle at import time
+does; still, they are counted too (test_no_cycle_counting_deferred_and_type_checking_imports),
+so that no two modules need each other.
 """
 
 from __future__ import annotations
@@ -20,6 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "aetl"
 TESTS = ROOT / "tests"
 MAX_LINES = 60
+MAX_PARAMETERS = 6  # self and cls aside
+TOP_MODULES = 3  # at the top of aetl/, besides __init__ and __main__
 
 
 def module_name(path: Path) -> str:
@@ -62,11 +63,13 @@ def _eager(body: list[ast.stmt]):
 
 def import_graph(deferred: bool = False) -> dict[str, set[str]]:
     """module -> the aetl modules it imports at import time (with deferred=True, also those its
-    functions import when called). A module also imports its parent packages."""
+    functions import when called and those it imports for type checking). A module also
+    imports its parent packages."""
     graph: dict[str, set[str]] = {}
     for name, path in MODULES.items():
         tree = ast.parse(path.read_text(), str(path))
-        hidden = {id(n) for block in ast.walk(tree) if _is_type_checking(block) for n in ast.walk(block)}
+        hidden = set() if deferred else \
+            {id(n) for block in ast.walk(tree) if _is_type_checking(block) for n in ast.walk(block)}
         nodes = ast.walk(tree) if deferred else _eager(tree.body)
         edges = set().union(*(imported(n) for n in nodes if isinstance(n, (ast.Import, ast.ImportFrom))
                               and id(n) not in hidden))
@@ -119,18 +122,58 @@ def long_functions(paths: list[Path], limit: int = MAX_LINES) -> list[str]:
     return found
 
 
-def test_no_function_in_aetl_is_over_60_lines():
+def many_parameters(paths: list[Path], limit: int = MAX_PARAMETERS) -> list[str]:
+    """Functions that take more than `limit` named parameters (self and cls aside)."""
+    found = []
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                a = node.args
+                names = [p.arg for p in (*a.posonlyargs, *a.args, *a.kwonlyargs)]
+                names = names[1:] if names[:1] in (["self"], ["cls"]) else names
+                if len(names) > limit:
+                    found.append(f"{path.name}:{node.lineno} {node.name} ({len(names)} parameters)")
+    return found
+
+
+def test_no_function_in_aetl_is_over_60_lines_or_6_parameters():
     assert long_functions(list(MODULES.values())) == []
+    assert many_parameters(list(MODULES.values())) == []
+
+
+def test_the_top_of_aetl_holds_the_package_face_and_at_most_three_modules():
+    top = sorted(p.name for p in PACKAGE.glob("*.py") if p.name not in ("__init__.py", "__main__.py"))
+    assert len(top) <= TOP_MODULES, top
+    packages = sorted(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file())
+    assert packages == ["apps", "commands", "data", "evaluation", "infra", "models", "strategies", "training"]
 
 
 def test_no_import_cycle_among_aetl_modules():
     graph = import_graph()
-    assert graph["aetl.commands.train"] and "aetl.training.loop" in graph["aetl.commands.train"]  # the graph is read, not empty
+    assert graph["aetl.commands.train"] and "aetl.training.loop" in graph["aetl.commands.train"]  # read, not empty
     assert cycles(graph) == []
 
 
-def test_deferred_imports_close_no_cycle():
-    assert cycles(import_graph(deferred=True)) == []
+def test_no_cycle_counting_deferred_and_type_checking_imports():
+    graph = import_graph(deferred=True)
+    assert "aetl.data.storage" in graph["aetl.training.loop"]
+    assert cycles(graph) == []
+
+
+def test_run_state_is_typed_fields_not_a_string_keyed_dict():
+    """What a resumed run carries (aetl.infra.resume.RunState) is dataclass fields: a misspelt
+    name is an error, not a silently missing entry."""
+    import dataclasses
+    import typing
+
+    from aetl.infra.resume import CandidateTime, Provenance, RunState
+
+    for kind in (RunState, Provenance, CandidateTime):
+        hints = typing.get_type_hints(kind)
+        assert dataclasses.is_dataclass(kind) and hints
+        assert not [n for n, t in hints.items() if "dict" in str(t).lower()], kind
+    state = RunState(["seed=1"], Provenance(1.5, "cache", "hit", True), 0.5, 2.0, 40, [CandidateTime("scratch", 3.0)])
+    assert RunState.from_saved(state.to_saved()) == state
 
 
 def test_the_infrastructure_imports_nothing_of_the_pipeline():
@@ -218,3 +261,10 @@ def test_the_slow_check_sees_helpers_and_markers(tmp_path):
         "def test_d():\n    print('no process')\n")
     found = unmarked_spawning_tests([tmp_path / "test_x.py"], tmp_path / "conftest.py")
     assert found == ["test_x.py::test_a", "test_x.py::test_b"]
+
+
+def test_the_parameter_check_counts_what_it_should(tmp_path):
+    (tmp_path / "m.py").write_text("def f(a, b, c, d, e, f, g):\n    pass\n\n\nclass C:\n"
+                                   "    def m(self, a, b, c, d, e, f):\n        pass\n\n"
+                                   "    def n(self, a, *, b, c, d, e, f, g, **kw):\n        pass\n")
+    assert [f.split()[1] for f in many_parameters([tmp_path / "m.py"])] == ["f", "n"]
