@@ -6,6 +6,9 @@ import errno
 import functools
 import logging
 import os
+import re
+import shutil
+from pathlib import Path
 from typing import Any, Callable
 
 log = logging.getLogger("aetl")
@@ -60,6 +63,7 @@ def reports_errors(task: Callable[..., Any]) -> Callable[..., Any]:
                 log.error("job failed: %s: %s", type(raised).__name__, raised)  # for run.log: Hydra prints the rest
                 raise
             log.error("%s", err)  # the log reaches both the console (stderr) and run.log
+            discard_unused_run_dir()
             raise SystemExit(2) from None
 
     return wrapper
@@ -96,6 +100,30 @@ def os_error(err: OSError) -> str:
     else:
         fix = "check the path"
     return f"cannot use {err.filename} ({err.strerror or err}); {fix}"
+
+
+HYDRA_ONLY = {".hydra", "run.log", ".lock", ".owner"}  # what a job that failed before its first output leaves
+
+
+def discard_unused_run_dir() -> None:
+    """Remove the run dir Hydra made for a single run that failed before writing anything of
+    its own (its error is on the console): a bad input leaves no empty run dir behind."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized() or in_multirun():
+        return  # a sweep's failed job keeps its dir: `aetl report` lists it with the reason
+    root = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        if not (root.is_dir() and {p.name for p in root.iterdir()} <= HYDRA_ONLY):
+            return
+        shutil.rmtree(root)
+        day = root.parent  # outputs/DATE/TIME: the DATE and outputs folders it made, if nothing else is there
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", day.name) and not any(day.iterdir()):
+            day.rmdir()
+            if day.parent.name == "outputs" and not any(day.parent.iterdir()):
+                day.parent.rmdir()
+    except OSError:
+        pass  # an empty dir left behind is a nuisance, not a failure
 
 
 def in_multirun() -> bool:

@@ -69,9 +69,10 @@ def test_bad_input_gives_one_clear_line_and_spares_earlier_runs(tmp_path):
     out = aetl("train", *TINY, *TINY_MODEL, "data.target.labels_per_class=50", cwd=tmp_path)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert out.stderr.strip().splitlines()[-1].endswith(
-        "data.target.labels_per_class=50 but class 0 has only 10 of the 40 target training images; "
+        "data.target.labels_per_class=50 but class 'class0' has only 10 of the 40 target training images; "
         "lower labels_per_class or raise data.target.n_train")
     assert (earlier / "summary.json").read_text() == "{}"
+    assert [p.name for p in (tmp_path / "outputs").iterdir()] == ["earlier"]  # the failed run left no empty dir
     unknown = aetl("train", "strategy=nope", cwd=tmp_path)
     assert unknown.returncode != 0 and "Traceback" not in unknown.stderr
     assert unknown.stderr.splitlines() == [f"aetl train: unknown strategy 'nope'; choose one of {options('strategy')}"]
@@ -82,6 +83,7 @@ def test_home_in_a_path_override_is_expanded(tmp_path):
     out = aetl("train", *TINY, *TINY_MODEL, "data/target=folder", "data.target.root=~/my_images", cwd=tmp_path, env=env)
     assert out.returncode == 2
     assert f"image folder {tmp_path}/my_images does not exist" in out.stderr
+    assert not (tmp_path / "outputs").exists()  # nothing left of the run that failed before its first output
 
 
 def test_applications_end_to_end(tmp_path):

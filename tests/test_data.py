@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 import torch
-from conftest import write_idx
+from conftest import make_folder, write_idx
 from PIL import Image
 
 from aetl.data.domains import digits, folder, mnist
@@ -28,8 +28,8 @@ def test_fixed_splits_are_disjoint_and_ignore_the_run_seed():
     assert np.bincount(labels[test]).tolist() == [10, 10, 10]
     again = fixed_splits(labels, 30, 15, split_seed=0, role="target")
     assert all((a == b).all() for a, b in zip((test, val, rest), again))
-    with pytest.raises(AetlError, match="leaves no training images"):
-        fixed_splits(labels, 100, 50, 0, "target")
+    with pytest.raises(AetlError, match="2 image.s. cannot be split into test, validation and training images"):
+        fixed_splits(labels[:2], 100, 50, 0, "target")
 
 
 def test_budget_per_class_and_withheld_labels():
@@ -40,7 +40,7 @@ def test_budget_per_class_and_withheld_labels():
     y = withhold_labels(labels, idx, 2, np.random.default_rng(1))
     assert np.bincount(y[y >= 0]).tolist() == [2] * 5
     assert ((y == -1) | (y == labels[idx])).all()
-    with pytest.raises(AetlError, match=r"labels_per_class=6 but class 0 has only 5"):
+    with pytest.raises(AetlError, match=r"labels_per_class=6 but class '0' has only 5"):
         withhold_labels(labels, idx, 6, np.random.default_rng(1))
     with pytest.raises(AetlError, match="n_train=200"):
         sample_balanced(labels, pool, 200, np.random.default_rng(1))
@@ -128,9 +128,63 @@ def test_folder_of_mixed_images_skips_bad_ones(tmp_path):
     d = folder.load(root=str(tmp_path), size=16)
     assert d.images.shape == (4, 3, 16, 16) and d.classes == ["cats", "dogs"]
     assert d.labels.tolist() == [0, 0, 1, 1]
-    with pytest.raises(AetlError, match=r"1 unreadable or oversized image\(s\) in .*, first .*broken.jpg \(unreadable: "
-                                        r"not an image file Pillow can identify\); remove them or set skip_bad=true"):
+    with pytest.raises(AetlError, match=r"1 unreadable entry in .*: dogs/broken.jpg \(unreadable: not an image file "
+                                        r"Pillow can identify\); remove or fix them, or set skip_bad=true"):
         folder.load(root=str(tmp_path), size=16, skip_bad=False)
+
+
+def test_a_folder_as_people_have_it(tmp_path, caplog):
+    """What operating systems and archivers leave is ignored; entries that cannot be read
+    (a symlink loop, a dangling link, a socket, files that are not images) are skipped and
+    named; empty classes and classes left without a readable image are named, not kept."""
+    import socket
+
+    for cls in ("0", "1", "2"):
+        (tmp_path / cls).mkdir()
+        for i in range(3):
+            Image.new("L", (10, 10), 40 * i).save(tmp_path / cls / f"{i}.png")
+    mac = tmp_path / "__MACOSX" / "0"
+    mac.mkdir(parents=True)
+    (mac / "._0.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")  # what an archive from a Mac holds
+    (tmp_path / "0" / "._1.png").write_bytes(b"\x00\x05\x16\x07")
+    for junk in (".DS_Store", "Thumbs.db", "desktop.ini", "1/.hidden.png"):
+        (tmp_path / junk).write_bytes(b"junk")
+    (tmp_path / ".thumbnails").mkdir()
+    Image.new("L", (10, 10)).save(tmp_path / ".thumbnails" / "t.png")
+    (tmp_path / "notes").mkdir()  # a sub-folder with no images: not a class
+    (tmp_path / "notes" / "readme.txt").write_text("hi")
+    (tmp_path / "3").mkdir()  # a class whose only image is unreadable
+    (tmp_path / "3" / "broken.png").write_bytes(b"\x89PNG broken")
+    (tmp_path / "1" / "loop_a.png").symlink_to(tmp_path / "1" / "loop_b.png")
+    (tmp_path / "1" / "loop_b.png").symlink_to(tmp_path / "1" / "loop_a.png")
+    (tmp_path / "2" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(tmp_path / "2" / "s.png"))
+    try:
+        d = folder.load(root=str(tmp_path), size=8)
+    finally:
+        sock.close()
+    assert d.classes == ["0", "1", "2"] and d.labels.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert "sub-folders of" in caplog.text and "not classes: notes" in caplog.text
+    assert "classes with no readable image" in caplog.text and "left out: 3" in caplog.text
+    skipped = next(n for n in d.notes if n.startswith("skipped"))
+    for entry in ("1/loop_a.png", "1/loop_b.png", "2/gone.png", "2/s.png", "3/broken.png"):
+        assert entry in skipped or "more" in skipped
+    assert skipped.startswith("skipped 5 unreadable entries") and "Too many levels of symbolic links" in skipped
+    with pytest.raises(AetlError, match=r"5 unreadable entries in .*: 1/loop_a.png \(Too many levels of symbolic "
+                                        r"links\).* and 2 more; remove or fix them, or set skip_bad=true"):
+        folder.load(root=str(tmp_path), size=8, skip_bad=False)
+
+
+def test_split_sizes_that_do_not_fit_a_small_domain_are_scaled_and_thin_classes_named(caplog):
+    labels = np.repeat(np.arange(10), 30)  # ten classes of 30 images, under a pair's 500 + 200
+    test, val, rest = fixed_splits(labels, 500, 200, 0, "target", [f"c{k}" for k in range(10)])
+    assert (len(test), len(val), len(rest)) == (64, 26, 210)
+    assert "300 images cannot hold n_test=500 + n_val=200; split 64 test / 26 validation / 210 training" in caplog.text
+    assert fixed_splits(labels, 30, 15, 0, "target")[0].tolist() == fixed_splits(labels, 30, 15, 0, "target")[0].tolist()
+    thin = np.array([*np.repeat(np.arange(3), 20), 3])  # class "rare" has one image
+    fixed_splits(thin, 10, 5, 0, "source", ["a", "b", "c", "rare"])
+    assert "too few images to reach the" in caplog.text and ": rare (61 images in all)" in caplog.text
 
 
 def test_folder_errors(tmp_path):
@@ -177,3 +231,13 @@ def test_mnist_m_test_digits_are_the_mnist_test_digits(make_cfg):
     s_test = fixed_splits(labels, cfg.data.source.n_test, cfg.data.source.n_val, cfg.data.split_seed, "source")[0]
     t_test = fixed_splits(labels, cfg.data.target.n_test, cfg.data.target.n_val, cfg.data.split_seed, "target")[0]
     assert np.array_equal(s_test, t_test)
+
+
+def test_a_colour_target_in_a_grey_frame_says_so(make_cfg, tmp_path, caplog):
+    make_folder(tmp_path, n=40, colour=True)
+    cfg = make_cfg("data/target=folder", f"data.target.root={tmp_path}", "data.target.fit=resize",
+                   "data.target.tone=keep", "data.target.n_train=10", "data.target.labels_per_class=1",
+                   "data.target.n_val=5", "data.target.n_test=10")
+    load_pair(cfg.data, 0, CPU)
+    assert ("target folder: colour images, turned grey to fit the pair's frame (data.channels=1); set "
+            "data.channels=3 to keep their colour") in caplog.text

@@ -106,8 +106,8 @@ def test_oversized_images_are_skipped_like_unreadable_ones(tmp_path, monkeypatch
         read(tmp_path / "c_bomb.png", SIZE)
     d = folder.load(str(tmp_path), SIZE)
     assert len(d.images) == 1 and d.images.shape[1] == 1
-    assert "skipped 3 unreadable or oversized image(s)" in caplog.text and "b_bigger.png (oversized" in caplog.text
-    with pytest.raises(AetlError, match=r"3 unreadable or oversized image\(s\) in .*, first .*b_bigger.png \(oversized"):
+    assert "skipped 3 unreadable entries" in caplog.text and "b_bigger.png (oversized" in caplog.text
+    with pytest.raises(AetlError, match=r"3 unreadable entries in .*: b_bigger.png \(oversized"):
         folder.load(str(tmp_path), SIZE, skip_bad=False)
 
 

@@ -67,6 +67,6 @@ def test_a_sweep_with_a_failed_job_ends_non_zero_naming_its_log(tmp_path):
                                           "sweep lists why)"
     log = (tmp_path / "sweep" / "1" / "run.log").read_text()
     assert [line.split("] ", 2)[-1] for line in log.splitlines() if "[ERROR]" in line] == [
-        "job failed: data.target.labels_per_class=50 but class 0 has only 10 of the 40 target training images; "
+        "job failed: data.target.labels_per_class=50 but class 'class0' has only 10 of the 40 target training images; "
         "lower labels_per_class or raise data.target.n_train"]
     assert "Traceback" not in log and (tmp_path / "sweep" / "0" / "summary.json").is_file()

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Literal, Sequence
 
 import numpy as np
 import torch
@@ -124,8 +124,12 @@ class Unmapped:
         return unit(torch.from_numpy(self.domain.images[idx]))
 
     def mapped(self, shape: tuple[int, int, int], fit: FitChoice, storage: Storage) -> Side:
-        images = self.framed(shape, fit, storage)
         d = self.domain
+        if d.images.shape[1] == 3 and shape[0] == 1:
+            log.warning("%s %s: colour images, turned grey to fit the pair's frame (data.channels=1); set "
+                        "data.channels=3 to keep their colour (a grey %s is then repeated over three channels)",
+                        self.role, d.name, "source" if self.role == "target" else "target")
+        images = self.framed(shape, fit, storage)
         n = len(self.train) + len(self.val) + len(self.test)
         stream = storage.streams(n * int(np.prod(shape)), f"{self.role} {d.name}")
 
@@ -163,7 +167,8 @@ def load_source(cfg: DictConfig, device: torch.device, cache_dir: str | None = N
     storage = Storage.of(cfg, device, cache_dir)
     domain, key, fingerprint = storage.cache.load(cfg.source.load, "source")
     domain = replace(domain, name=cfg.source.name)  # a loader may serve several domains (crops: photos, textures)
-    test, val, rest = fixed_splits(domain.labels, cfg.source.n_test, cfg.source.n_val, cfg.split_seed, "source")
+    test, val, rest = fixed_splits(domain.labels, cfg.source.n_test, cfg.source.n_val, cfg.split_seed, "source",
+                                   domain.classes)
     if cfg.source.n_train is not None:
         rest = rest[: int(cfg.source.n_train)]
     side = Unmapped(domain, rest, val, test, domain.labels[rest], "source", key, fingerprint)
@@ -176,10 +181,11 @@ def load_target(cfg: DictConfig, seed: int, cache_dir: str | None = None) -> Unm
     images (`n_train`) with all but `labels_per_class` of each class's labels withheld."""
     domain, key, fingerprint = ImageCache(cache_dir).load(cfg.target.load, "target")
     domain = replace(domain, name=cfg.target.name)
-    test, val, rest = fixed_splits(domain.labels, cfg.target.n_test, cfg.target.n_val, cfg.split_seed, "target")
+    test, val, rest = fixed_splits(domain.labels, cfg.target.n_test, cfg.target.n_val, cfg.split_seed, "target",
+                                   domain.classes)
     rng = np.random.default_rng(seed)
     train = rest if cfg.target.n_train is None else sample_balanced(domain.labels, rest, int(cfg.target.n_train), rng)
-    labels = withhold_labels(domain.labels, train, int(cfg.target.labels_per_class), rng)
+    labels = withhold_labels(domain.labels, train, int(cfg.target.labels_per_class), rng, domain.classes)
     log.info("target %s: %d train (%d labelled) / %d val / %d test", domain.name, len(train),
              int((labels >= 0).sum()), len(val), len(test))
     return Unmapped(domain, train, val, test, labels, "target", key, fingerprint)
@@ -221,15 +227,44 @@ def stratified_order(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray
     return perm[np.argsort(rank[perm], kind="stable")]
 
 
-def fixed_splits(labels: np.ndarray, n_test: int, n_val: int, split_seed: int, role: str):
-    """(test, val, rest) indices: class-balanced, the same for every run seed."""
+def fixed_splits(labels: np.ndarray, n_test: int, n_val: int, split_seed: int, role: str,
+                 classes: Sequence[str] = ()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(test, val, rest) indices: class-balanced, the same for every run seed. Sizes that would
+    leave under a fifth of a (small) domain to train on are scaled down to fit (fitted_sizes);
+    classes too small to reach the test split or the training images are named."""
     if n_test < 1 or n_val < 0:
         raise AetlError(f"data.{role}.n_test must be >= 1 and n_val >= 0, got {n_test} and {n_val}")
-    if n_test + n_val >= len(labels):
-        raise AetlError(f"data.{role}: n_test + n_val = {n_test + n_val} leaves no training images out of "
-                        f"{len(labels)}; lower them")
+    n_test, n_val = fitted_sizes(len(labels), n_test, n_val, role)
     order = stratified_order(labels, np.random.default_rng(split_seed))
-    return order[:n_test], order[n_test:n_test + n_val], order[n_test + n_val:]
+    test, val, rest = order[:n_test], order[n_test:n_test + n_val], order[n_test + n_val:]
+    for where, idx in (("test split", test), ("training images", rest)):
+        missing = [str(classes[c]) if c < len(classes) else str(c)
+                   for c in np.unique(labels[labels >= 0]) if not (labels[idx] == c).any()]
+        if missing:
+            log.warning("data.%s: %d class(es) with too few images to reach the %s: %s (%d images in all); add "
+                        "images of them or remove them", role, len(missing), where, ", ".join(missing[:10]),
+                        len(labels))
+    return test, val, rest
+
+
+HELD_OUT = 0.3  # the share of a small domain that scaled test and validation splits take
+
+
+def fitted_sizes(n: int, n_test: int, n_val: int, role: str) -> tuple[int, int]:
+    """n_test and n_val as configured, or, where they would leave under a fifth of the n images
+    to train on (a small folder under a pair's sizes), scaled to HELD_OUT of them in the same
+    proportion, with a warning giving the numbers."""
+    if n_test + n_val <= 0.8 * n:
+        return n_test, n_val
+    if n < 3:
+        raise AetlError(f"data.{role}: {n} image(s) cannot be split into test, validation and training images; "
+                        "add images (at least a few per class)")
+    test = max(1, round(n * HELD_OUT * n_test / (n_test + n_val)))
+    val = max(1 if n_val else 0, round(n * HELD_OUT) - test)
+    log.warning("data.%s: %d images cannot hold n_test=%d + n_val=%d; split %d test / %d validation / %d "
+                "training images instead (%.0f%% held out, in the same proportion); set data.%s.n_test and "
+                "n_val to choose", role, n, n_test, n_val, test, val, n - test - val, 100 * HELD_OUT, role)
+    return test, val
 
 
 def sample_balanced(labels: np.ndarray, pool: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -240,8 +275,9 @@ def sample_balanced(labels: np.ndarray, pool: np.ndarray, n: int, rng: np.random
     return pool[stratified_order(labels[pool], rng)[:n]]
 
 
-def withhold_labels(labels: np.ndarray, idx: np.ndarray, per_class: int, rng: np.random.Generator) -> np.ndarray:
-    """Labels of idx with all but `per_class` images of each class set to -1."""
+def withhold_labels(labels: np.ndarray, idx: np.ndarray, per_class: int, rng: np.random.Generator,
+                    classes: Sequence[str] = ()) -> np.ndarray:
+    """Labels of idx with all but `per_class` images of each class (named by `classes`) set to -1."""
     out = np.full(len(idx), -1, dtype=np.int64)
     if per_class == 0:
         return out
@@ -253,7 +289,8 @@ def withhold_labels(labels: np.ndarray, idx: np.ndarray, per_class: int, rng: np
     for c in np.unique(labels[labels >= 0]):
         members = np.flatnonzero(sub == c)
         if len(members) < per_class:
-            raise AetlError(f"data.target.labels_per_class={per_class} but class {c} has only {len(members)} "
+            name = str(classes[c]) if c < len(classes) else str(int(c))
+            raise AetlError(f"data.target.labels_per_class={per_class} but class {name!r} has only {len(members)} "
                             f"of the {len(idx)} target training images; lower labels_per_class or raise data.target.n_train")
         chosen = rng.choice(members, per_class, replace=False)
         out[chosen] = c
