@@ -3,6 +3,7 @@ the fix, a non-zero exit, and writes nothing. Entries tested elsewhere name thei
 in docs/errors.md."""
 
 import errno
+import re
 import logging
 import os
 import sys
@@ -223,3 +224,44 @@ def test_a_crash_leaves_its_line_in_the_log(caplog):
     with caplog.at_level(logging.ERROR), pytest.raises(KeyError):
         task()
     assert caplog.messages == ["job failed: KeyError: 101"]
+
+
+# Messages that give a concrete fix: the bad override, a pattern that reads the fix off the
+# message, and the override it makes. Following the advice must clear the error.
+ADVICE = [  # (the overrides, the last of them bad; what reads the fix; the override it makes)
+    (["data.target.fit=frame", "data.target.margin=20"], r"choose a margin in \[0, (\d+)\]", "data.target.margin={}"),
+    (["model.latnt_dim=16"], r"did you mean (model\.latent_dim)\?", "{}=16"),
+    (["strategy=concatt"], r"did you mean (\w+)\?", "strategy={}"),
+    (["objective.direction=maximize"], r"set (objective\.direction=\w+)$", "{}"),
+    (["hydra/launcher=paralel"], r"did you mean (\w+)\?", "hydra/launcher={}"),
+    (["data/target=folder", "data.target.root=5"], r"quote it to pass it as a string: \"(.*)\"$", "{}"),
+]
+
+
+@pytest.mark.parametrize("bad, advice, fix", ADVICE)
+def test_the_fix_a_command_line_message_gives_works_when_followed(tmp_path, monkeypatch, capsys, bad, advice, fix):
+    status, lines = run_cli(tmp_path, monkeypatch, capsys, "train", *TINY, *TINY_MODEL, *bad)
+    found = re.search(advice, lines[0]) if status == 2 and len(lines) == 1 else None
+    assert found, lines
+    followed = [*bad[:-1], fix.format(*found.groups())]
+    cli.check_overrides("train", [*TINY, *TINY_MODEL, *followed])  # no SystemExit: it passes
+
+
+@pytest.mark.parametrize("bad, advice, fix", [
+    (["model=conv", "model.channels=[4,8]", "data.image_size=18"], r"e\.g\. (\d+) or", "data.image_size={}"),
+    (["data.target.n_train=500"], r"choose 1\.\.(\d+)", "data.target.n_train={}"),
+])
+def test_the_fix_a_job_message_gives_works_when_followed(make_cfg, tmp_path, bad, advice, fix):
+    with pytest.raises(Exception) as raised:  # (Hydra wraps an error of a model it builds)
+        train(make_cfg(*bad, "cache_dir=null"), tmp_path / "bad")
+    found = re.search(advice, str(user_error(raised.value)))
+    assert found, str(raised.value)
+    followed = [*bad[:-1], fix.format(*found.groups())]
+    assert train(make_cfg(*followed, "cache_dir=null"), tmp_path / "followed")["target_mse"] > 0
+
+
+def test_a_frame_too_small_for_any_margin_leaves_fit_auto_to_resize(make_cfg, tmp_path):
+    """At data.image_size=2 fit auto tried margins that leave no room, and its advice (margin
+    0..0) did not help; it now tries only what fits."""
+    summary = train(make_cfg("data.image_size=2", "data.target.fit=auto", "cache_dir=null"), tmp_path)
+    assert summary["target_fit"] == "resize"

@@ -29,11 +29,15 @@ def test_the_objective_is_the_summary_figure_and_failures_are_the_worst_value():
     ("target_acc", "minimize", "objective.key=target_acc is not a validation figure; sweeps optimise one of "
                                "target_val_mse, target_val_acc (the test split is only for the final report)"),
     ("target_val_mse", "down", "objective.direction must be minimize or maximize, got 'down'"),
+    ("target_val_mse", "maximize", "objective.key=target_val_mse is better lower, so objective.direction=maximize "
+                                   "would search for the worst model; set objective.direction=minimize"),
+    ("target_val_acc", "minimize", "objective.key=target_val_acc is better higher, so objective.direction=minimize "
+                                   "would search for the worst model; set objective.direction=maximize"),
 ])
 def test_a_test_split_objective_is_refused_before_anything_trains(make_cfg, tmp_path, key, direction, message):
     with pytest.raises(AetlError, match=f"^{re.escape(message)}$"):
         check_objective(objective(key, direction))
-    with pytest.raises(AetlError, match="is not a validation figure|must be minimize"):
+    with pytest.raises(AetlError, match="is not a validation figure|must be minimize|the worst model"):
         train(make_cfg(f"objective.key={key}", f"objective.direction={direction}"), tmp_path / "run")
     assert not (tmp_path / "run").exists()
 
@@ -70,3 +74,21 @@ def test_a_sweep_with_a_failed_job_ends_non_zero_naming_its_log(tmp_path):
         "job failed: data.target.labels_per_class=50 but class 'class0' has only 10 of the 40 target training images; "
         "lower labels_per_class or raise data.target.n_train"]
     assert "Traceback" not in log and (tmp_path / "sweep" / "0" / "summary.json").is_file()
+
+
+def test_a_search_whose_every_trial_failed_names_no_best_trial(tmp_path, capsys):
+    """The Optuna sweeper names a best trial even when every trial failed (all at the worst
+    value); the sweep's end says there is none."""
+    from aetl.infra.callbacks import FailedJobs
+
+    sweep = tmp_path / "search"
+    for job in ("0", "1"):
+        (sweep / job / ".hydra").mkdir(parents=True)
+        (sweep / job / ".hydra" / "config.yaml").write_text("{}")
+    (sweep / "optimization_results.yaml").write_text("name: optuna\nbest_params:\n  trainer.transfer.lr: 0.001\n"
+                                                     "best_value: .inf\n")
+    with pytest.raises(SystemExit):
+        FailedJobs().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
+    results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert results["best_params"] is None and results["best_value"] is None and "every trial failed" in results["note"]
+    assert "2 of 2 jobs failed" in capsys.readouterr().err

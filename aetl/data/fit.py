@@ -117,7 +117,8 @@ def target_fit(images: torch.Tensor, spec: DictConfig, size: int, channels: int,
 def candidates(spec: DictConfig, size: int, own: Levels, reference: Levels) -> list[Fit]:
     """Every fit the config leaves open, simplest first."""
     if spec.fit == "auto":
-        margins = list(dict.fromkeys(max(1, round(size * share)) for share in MARGIN_SHARES))
+        margins = [m for m in dict.fromkeys(max(1, round(size * share)) for share in MARGIN_SHARES)
+                   if size - 2 * m >= 1]  # a tiny frame has room for no margin: resize alone
         places = [("resize", 0)] + [(g, m) for g in ("frame", "crop") for m in margins]
     else:
         places = [(str(spec.fit), int(spec.get("margin", 0)) if spec.fit != "resize" else 0)]

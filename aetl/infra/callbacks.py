@@ -10,6 +10,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from aetl.infra.rundir import atomic_write
+
 FINISHED = ("summary.json", "rank.json")  # what a job of each command writes when it ends well
 SHOWN = 10  # logs named on the last line at most
 
@@ -31,10 +33,25 @@ class FailedJobs(Callback):
         if not failed:
             return
         logs = [str(job / "run.log") for job in failed]
+        if len(failed) == len(jobs):
+            no_best(Path(str(config.hydra.sweep.dir)))
         more = f" and {len(logs) - SHOWN} more" if len(logs) > SHOWN else ""
         print(f"{sys.argv[0]}: {len(failed)} of {len(jobs)} jobs failed; their logs: {', '.join(logs[:SHOWN])}{more} "
               f"(aetl report {config.hydra.sweep.dir} lists why)", file=sys.stderr)
         raise SystemExit(1)  # not an Exception: Hydra passes it on instead of warning about it
+
+
+def no_best(sweep: Path) -> None:
+    """A search whose every trial failed has no best trial: the Optuna sweeper's results file
+    (which names the first of the failed ones) says so instead."""
+    import yaml
+
+    results = sweep / "optimization_results.yaml"
+    if results.is_file():
+        saved = yaml.safe_load(results.read_text()) or {}
+        text = yaml.safe_dump({"name": saved.get("name", "optuna"), "best_params": None, "best_value": None,
+                               "note": "every trial failed: no best trial; their logs say why"}, sort_keys=False)
+        atomic_write(results, lambda f: f.write(text.encode()))
 
 
 def sweep_jobs(sweep: Path, since: float) -> list[Path]:

@@ -20,7 +20,8 @@ from aetl.errors import AetlError
 
 log = logging.getLogger(__name__)
 
-VALIDATION = ("target_val_mse", "target_val_acc")  # figures of the target validation split
+# The figures of the target validation split a sweep may optimise, and which way is better.
+VALIDATION = {"target_val_mse": "minimize", "target_val_acc": "maximize"}
 DIRECTIONS = ("minimize", "maximize")
 
 
@@ -39,6 +40,11 @@ def check_objective(objective: DictConfig) -> None:
                         f"{', '.join(VALIDATION)} (the test split is only for the final report)")
     if objective.direction not in DIRECTIONS:
         raise AetlError(f"objective.direction must be minimize or maximize, got {objective.direction!r}")
+    better = VALIDATION[objective.key]
+    if objective.direction != better:
+        raise AetlError(f"objective.key={objective.key} is better {'lower' if better == 'minimize' else 'higher'}, so "
+                        f"objective.direction={objective.direction} would search for the worst model; set "
+                        f"objective.direction={better}")
 
 
 def worst(objective: DictConfig) -> float:

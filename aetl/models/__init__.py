@@ -93,8 +93,9 @@ def check_size(backbone: str, h: int, w: int, factor: int, why: str, knob: str) 
     if h % factor or w % factor:
         side = max(h, w)
         below, above = max(factor, side // factor * factor), (side // factor + 1) * factor
+        sizes = f"{below} or {above}" if below != above else f"{below}"
         raise AetlError(f"model={backbone} with {why} needs an image size divisible by {factor}, got {h}x{w}; set "
-                        f"data.image_size to a multiple of {factor} (e.g. {below} or {above}) or change {knob}")
+                        f"data.image_size to a multiple of {factor} (e.g. {sizes}) or change {knob}")
 
 
 def build_model(cfg: DictConfig, in_shape: tuple[int, ...], n_classes: int = 0) -> AutoEncoder:
