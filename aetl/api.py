@@ -1,24 +1,116 @@
-"""aetl from Python: a finished run's model and record, as `aetl stylize run=` and
-`aetl augment run=` load them."""
+"""aetl from Python.
+
+    import aetl
+    run = aetl.load_run("outputs/2026-11-28/10-00-00")  # a run dir, or its checkpoints/target.pt
+    codes = run.encode(images)                            # (N, C, H, W) in [0, 1] (or uint8)
+    images_again = run.decode(codes)                      # = run.reconstruct(images)
+    cfg = aetl.compose("train", ["strategy=concat"])      # the config the command line would compose
+    summary = aetl.run("train", cfg, "outputs/from_python")
+
+`trained_model` is what `aetl stylize run=` and `aetl augment run=` load.
+"""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
+import numpy as np
 import torch
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
+from aetl.data.domains import unit
 from aetl.errors import AetlError
+from aetl.evaluation.metrics import eval_batches
 from aetl.infra.checkpoint import load_checkpoint
 from aetl.models import AutoEncoder, place, rebuild
 from aetl.models.weights import load_weights
 from aetl.strategies import Context
 from aetl.strategies.pretrain import load_mf
 
+COMMANDS = ("train", "rank", "stylize", "augment")  # the commands a config runs (report reads run dirs)
 
-def load_run(run: str | Path, device: torch.device) -> tuple[AutoEncoder, dict]:
+
+@dataclass
+class Run:
+    """A finished `aetl train` run: its transferred `model` (on `device`, in eval mode), its
+    `config` (.hydra/config.yaml; None for a target.pt copied on its own), its `summary`
+    (summary.json, else what target.pt records) and `record` (what target.pt holds of the
+    run: its data config, seed, the target's fit)."""
+
+    model: AutoEncoder
+    config: DictConfig | None
+    summary: dict
+    record: dict
+    device: torch.device
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Codes of images (N, C, H, W) in the run's frame: floats in [0, 1] or uint8."""
+        return torch.cat([self.model.encode(unit(xb)) for xb in eval_batches(self._images(images))])
+
+    @torch.no_grad()
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1] from codes as `encode` gives them."""
+        codes = torch.as_tensor(codes).to(self.device)
+        return torch.cat([self.model.decode(z) for z in codes.split(EVAL_CODES)])
+
+    def reconstruct(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
+        return self.decode(self.encode(images))
+
+    def _images(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
+        x = torch.as_tensor(images).to(self.device)
+        if x.dim() != 4 or tuple(x.shape[1:]) != tuple(self.model.in_shape):
+            raise AetlError(f"images must be (N, {', '.join(map(str, self.model.in_shape))}): the run's frame; got "
+                            f"{tuple(x.shape)} (data.channels x data.image_size^2 of the run's config)")
+        return x
+
+
+EVAL_CODES = 1024  # codes decoded at a time
+
+
+def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
+    """A finished run from its dir or its target.pt (see Run)."""
+    device = torch.device(device)
+    model, record = trained_model(path, device)
+    root = Path(str(path)).expanduser()
+    config = root / ".hydra" / "config.yaml" if root.is_dir() else None
+    cfg = OmegaConf.load(config) if config and config.is_file() else None
+    return Run(model, cfg, record["run"], record, device)
+
+
+def compose(command: str = "train", overrides: Sequence[str] = ()) -> DictConfig:
+    """The config of `aetl <command> <overrides>` (Hydra's compose API on aetl's configs)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+
+    from aetl.infra.rundir import register_resolvers
+
+    if command not in COMMANDS:
+        raise AetlError(f"unknown command {command!r}; choose one of {', '.join(COMMANDS)}")
+    register_resolvers()
+    with initialize_config_module("aetl.configs", version_base="1.3"):
+        return hydra_compose(command, overrides=list(overrides))
+
+
+def run(command: str, cfg: DictConfig, out_dir: str | Path) -> dict:
+    """Run a composed config (aetl.compose) into out_dir, as the command would, and return its
+    summary (rank: its result)."""
+    import importlib
+
+    from hydra import initialize_config_module
+
+    if command not in COMMANDS:
+        raise AetlError(f"unknown command {command!r}; choose one of {', '.join(COMMANDS)}")
+    module = importlib.import_module(f"aetl.commands.{command}")
+    with initialize_config_module("aetl.configs", version_base="1.3"):  # (rank composes each source's config)
+        return getattr(module, command)(cfg, Path(out_dir), *(([],) if command == "rank" else ()))
+
+
+def trained_model(run: str | Path, device: torch.device) -> tuple[AutoEncoder, dict]:
     """The transferred model of a finished `aetl train` run, and what its target.pt records
     of the run: `run` (strategy, pair, seed, ...; with summary.json's figures when it is
     beside it), `data` (the data config), `seed`, `cache_dir` and `fit` (the target's).

@@ -32,9 +32,9 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     if args.run:
-        from aetl.api import load_run
+        from aetl.api import trained_model
 
-        model, _ = load_run(args.run, device)
+        model, _ = trained_model(args.run, device)
     else:
         with initialize_config_module("aetl.configs", version_base="1.3"):
             cfg = compose("train", overrides=["model=fconv", "data.channels=3", "data.image_size=32"])

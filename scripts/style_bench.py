@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from aetl.api import load_run
+from aetl.api import trained_model
 from aetl.apps.checkerboard import checkerboard
 from aetl.apps.refine import StyleLoss, gatys, refine
 from aetl.apps.style import load_image, stylize
@@ -166,7 +166,7 @@ def main() -> None:
     work, out = Path(args.work), Path(args.out)
     runs = {"transpose (before)": Path(args.before) if args.before else trained(work, "before", ["model.upsample=transpose"]),
             "resize (after)": Path(args.after) if args.after else trained(work, "after", [])}
-    models = {k: load_run(v, torch.device("cpu"))[0] for k, v in runs.items()}
+    models = {k: trained_model(v, torch.device("cpu"))[0] for k, v in runs.items()}
     load_start, started = os.getloadavg()[0], time.perf_counter()
     cb = checkerboard_table(models, args.steps)
     everywhere = grid_everywhere(models["resize (after)"], args.steps)

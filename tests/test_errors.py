@@ -3,9 +3,9 @@ the fix, a non-zero exit, and writes nothing. Entries tested elsewhere name thei
 in docs/errors.md."""
 
 import errno
-import re
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -184,7 +184,7 @@ def poisoned(path: Path, to: Path) -> Path:
 
 
 def test_non_finite_weights_are_refused_from_pretrained_run_and_the_cache(make_cfg, tmp_path, caplog):
-    from aetl.api import load_run
+    from aetl.api import trained_model
     from aetl.infra.cache import SourceCache
 
     cfg = make_cfg("cache_dir=null", "trainer.pretrain.steps=4", "trainer.transfer.steps=2")
@@ -198,7 +198,7 @@ def test_non_finite_weights_are_refused_from_pretrained_run_and_the_cache(make_c
     target = tmp_path / "run" / "checkpoints" / "target.pt"
     poisoned(target, target)
     with pytest.raises(AetlError, match=f"^checkpoint {target} holds weights that are nan or inf"):
-        load_run(tmp_path / "run", torch.device("cpu"))  # aetl stylize / augment run=
+        trained_model(tmp_path / "run", torch.device("cpu"))  # aetl stylize / augment run=
     cache = SourceCache(tmp_path / "cache")
     cache.store("k", torch.load(source, weights_only=True), {})
     with caplog.at_level(logging.WARNING):

@@ -8,13 +8,13 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import FIGURES, read_metrics, without_time
 from hydra import compose, initialize_config_module
 
 from aetl.commands.augment import augment
 from aetl.commands.stylize import stylize
 from aetl.commands.train import train
 from aetl.infra.checkpoint import FORMAT, load_checkpoint
-from conftest import FIGURES, read_metrics, without_time
 
 RELEASE = Path(__file__).parent / "fixtures" / "release-0.1"
 FCONV = ["data=synthetic_pair", "trainer.device=cpu", "trainer.progress=false", "trainer.pretrain.steps=20",

@@ -9,7 +9,7 @@ from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 from PIL import Image
 
-from aetl.api import load_run
+from aetl.api import trained_model
 from aetl.commands.augment import augment
 from aetl.commands.stylize import stylize
 from aetl.commands.train import train
@@ -32,7 +32,7 @@ def outputs(model, x):
 
 def test_stylize_and_augment_from_a_copied_target_pt(make_cfg, tmp_path):
     summary = train(make_cfg(*FCONV, "cache_dir=null"), tmp_path / "run")
-    trained, _ = load_run(tmp_path / "run", CPU)
+    trained, _ = trained_model(tmp_path / "run", CPU)
     x = torch.rand(3, *trained.in_shape)
     expected = outputs(trained, x)
     copy = tmp_path / "elsewhere" / "model.pt"
@@ -40,7 +40,7 @@ def test_stylize_and_augment_from_a_copied_target_pt(make_cfg, tmp_path):
     shutil.copy(tmp_path / "run" / "checkpoints" / "target.pt", copy)
     shutil.rmtree(tmp_path / "run")  # no config, no source.pt, no summary beside it
 
-    model, record = load_run(copy, CPU)
+    model, record = trained_model(copy, CPU)
     assert torch.equal(outputs(model, x), expected)
     assert record["run"]["strategy"] == "finetune" and record["seed"] == 0 and record["fit"]["target_fit"] == "resize"
 
@@ -62,7 +62,7 @@ def test_a_concat_model_rebuilds_and_an_older_target_pt_still_loads(make_cfg, tm
     cfg = make_cfg("strategy=mixed", "strategy.concat.at=input", "cache_dir=null")
     train(cfg, tmp_path / "run")
     target = tmp_path / "run" / "checkpoints" / "target.pt"
-    model, _ = load_run(target, CPU)
+    model, _ = trained_model(target, CPU)
     assert isinstance(model, ConcatAE) and not any(p.requires_grad for p in model.mf.parameters())
     x = torch.rand(3, *model.in_shape)
     expected = outputs(model, x)
@@ -75,6 +75,6 @@ def test_a_concat_model_rebuilds_and_an_older_target_pt_still_loads(make_cfg, tm
     torch.save(old, target)
     (tmp_path / "run" / ".hydra").mkdir()
     OmegaConf.save(cfg, tmp_path / "run" / ".hydra" / "config.yaml")  # what Hydra writes beside it
-    legacy, record = load_run(tmp_path / "run", CPU)
+    legacy, record = trained_model(tmp_path / "run", CPU)
     assert torch.equal(outputs(legacy, x), expected)
     assert record["run"]["strategy"] == "mixed"

@@ -10,7 +10,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from aetl.api import load_run
+from aetl.api import trained_model
 from aetl.data.fit import FitChoice
 from aetl.data.pair import load_pair
 from aetl.errors import reports_errors
@@ -46,7 +46,7 @@ def augment(cfg: DictConfig, out_dir: Path) -> dict:
     check_config(cfg, Config)
     run = Run(out_dir)
     device = pick_device(cfg.device)
-    model, trained = load_run(cfg.run, device)
+    model, trained = trained_model(cfg.run, device)
     fit = FitChoice.from_summary(trained["fit"], "target")  # the run's own
     pair = load_pair(OmegaConf.create(trained["data"]), trained["seed"], device, fit=fit,
                      cache_dir=trained["cache_dir"])

@@ -10,7 +10,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from aetl.api import load_run
+from aetl.api import trained_model
 from aetl.errors import reports_errors
 from aetl.infra.distributed import pick_device
 from aetl.infra.rundir import Run, register_resolvers
@@ -40,7 +40,7 @@ def main(cfg: DictConfig) -> dict:
 def stylize(cfg: DictConfig, out_dir: Path) -> dict:
     check_config(cfg, Config)
     run = Run(out_dir)
-    model, _ = load_run(cfg.run, pick_device(cfg.device))
+    model, _ = trained_model(cfg.run, pick_device(cfg.device))
     app = instantiate(cfg.app, content=cfg.content, style=cfg.style)
     summary = {"run": str(Path(str(cfg.run)).expanduser()), **app(model, run)}
     run.write_summary(summary)
