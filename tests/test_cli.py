@@ -153,3 +153,4 @@ def test_sweeps_started_in_the_same_second_get_their_own_dirs(tmp_path):
         assert f"{sweep.parent.name}/{base}" in taken and n in ("1", "2"), sweep
         assert [json.loads((sweep / str(i) / "summary.json").read_text())["seed"] for i in (0, 1)] == [0, 1]
     assert not [p for p in tmp_path.glob("multirun/*/*") if f"{p.parent.name}/{p.name}" in taken and any(p.iterdir())]
+

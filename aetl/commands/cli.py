@@ -35,6 +35,7 @@ Every command takes Hydra overrides and flags, e.g.
   aetl train --help          (config groups and options)
   aetl train --cfg job       (print the composed config)
   aetl --version             (aetl's version)
+  eval "$(aetl -sc install=bash)"   (tab completion in bash; zsh: install=zsh)
 Set AETL_DEBUG=1 to see the traceback behind an error message.
 """
 
@@ -50,9 +51,16 @@ def main(argv: list[str] | None = None) -> None:
 
         print(f"aetl {__version__}")
         return
+    if shell_request(args):
+        return
     command, rest = args[0], args[1:]
     if command not in COMMANDS:
         sys.exit(f"aetl: unknown command {command!r}; choose one of {', '.join(COMMANDS)} (aetl --help)")
+    if command != "report" and any(a in ("-h", "--help") for a in rest):
+        from aetl.commands.shell import command_help
+
+        print(command_help(command, [a for a in rest if a not in ("-h", "--help")]))
+        return
     if command == "report":
         from aetl.commands.report import main as report_main
 
@@ -70,6 +78,22 @@ def main(argv: list[str] | None = None) -> None:
     module.main()
 
 
+def shell_request(args: list[str]) -> bool:
+    """Answer `-sc install=bash|zsh`, `-sc uninstall=...` and `-sc query=...` (tab completion),
+    before or after a command's name: completion is for `aetl` and every command at once."""
+    flags = ("-sc", "--shell-completion")
+    at = next((i for i, a in enumerate(args) if a in flags), None)
+    if at is None:
+        return False
+    from aetl.commands.shell import completion
+
+    try:
+        print(completion(args[at + 1] if at + 1 < len(args) else "", list(COMMANDS)))
+    except ValueError as err:
+        refuse(args[0] if args[0] in COMMANDS else "", str(err))
+    return True
+
+
 def group_choice(arg: str) -> str:
     """`+experiment=X` -> `experiment=X`: experiment is in the defaults list (as null), where
     Hydra refuses a `+`; both the template's spelling and the appending one then work."""
@@ -78,7 +102,7 @@ def group_choice(arg: str) -> str:
 
 def refuse(command: str, message: str) -> NoReturn:
     """Bad input found before Hydra runs: one line on stderr, exit status 2."""
-    print(f"aetl {command}: {message}", file=sys.stderr)
+    print(f"aetl{' ' + command if command else ''}: {message}", file=sys.stderr)
     sys.exit(2)
 
 
