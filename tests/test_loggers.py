@@ -4,6 +4,7 @@ crash and a resume; progress reaches the log when stderr is not a terminal."""
 import csv
 import logging
 import re
+import sys
 
 import pytest
 from conftest import read_metrics
@@ -81,9 +82,28 @@ def test_progress_lines_reach_the_log_when_stderr_is_not_a_terminal(make_cfg, tm
     with caplog.at_level(logging.INFO, logger="aetl.training.loop"):
         train(make_cfg("trainer.progress=true"), tmp_path / "on")
     shown = [m.groups() for m in map(line.match, caplog.messages) if m]
-    assert shown == [("pretrain", str(s), "20") for s in (5, 10, 15, 20)] + [("transfer", "5", "10"),
-                                                                              ("transfer", "10", "10")]
+    assert shown == [("pretrain", str(s), "20") for s in (5, 10, 15)] + [("transfer", "5", "10")]
+    ended = [m for m in caplog.messages if re.match(r"^(pretrain|transfer): \d+ steps done in [\d.]+ s, loss \S+, "
+                                                    r"val_mse \S+, \d+ img/s$", m)]
+    assert [m.split(":")[0] for m in ended] == ["pretrain", "transfer"]  # how each phase ended
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="aetl.training.loop"):
         train(make_cfg("trainer.progress=false"), tmp_path / "off")
     assert not [m for m in caplog.messages if line.match(m)]
+
+
+def test_on_a_terminal_the_bar_shows_progress_and_run_log_keeps_the_lines(make_cfg, tmp_path, monkeypatch):
+    """tqdm's bar vanishes when a phase ends; run.log (a file handler, as Hydra sets one up)
+    keeps the progress lines and each phase's last line."""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    handler = logging.FileHandler(tmp_path / "run.log")
+    logging.getLogger().addHandler(handler)
+    logging.getLogger().setLevel(logging.INFO)
+    try:
+        train(make_cfg("trainer.progress=true"), tmp_path / "run")
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+    text = (tmp_path / "run.log").read_text()
+    assert "pretrain step 5/20  loss" in text and "transfer step 5/10  loss" in text
+    assert "pretrain: 20 steps done in" in text and "transfer: 10 steps done in" in text

@@ -16,7 +16,7 @@ from aetl.data.pair import load_pair
 from aetl.errors import reports_errors
 from aetl.evaluation.metrics import EvalSettings
 from aetl.infra.distributed import pick_device
-from aetl.infra.rundir import Run, register_resolvers
+from aetl.infra.rundir import Run, figure, log_config, register_resolvers
 from aetl.infra.schema import App, Device, Seed, check_config
 
 register_resolvers()
@@ -39,6 +39,7 @@ KEPT = ("strategy", "source", "target", "seed", "labels_per_class", "n_target_tr
 @hydra.main(version_base="1.3", config_path="pkg://aetl.configs", config_name="augment")
 @reports_errors
 def main(cfg: DictConfig) -> dict:
+    log_config(cfg, "augment", HydraConfig.get().overrides.task)
     return augment(cfg, Path(HydraConfig.get().runtime.output_dir))
 
 
@@ -53,4 +54,7 @@ def augment(cfg: DictConfig, out_dir: Path) -> dict:
     summary = {"run": str(cfg.run), **{k: trained["run"].get(k) for k in KEPT},
                **instantiate(cfg.app)(model, run, pair=pair)}
     run.write_summary(summary)
+    run.announce(f"augment {summary['augment_mode']}: {summary['n_augmented']} new images; target_acc "
+                 f"{figure(summary['target_acc'])} without them, {figure(summary['target_acc_augmented'])} with them "
+                 f"(validation {figure(summary['target_val_acc'])} -> {figure(summary['target_val_acc_augmented'])})")
     return summary

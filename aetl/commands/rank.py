@@ -38,7 +38,7 @@ from aetl.errors import AetlError, reports_errors
 from aetl.evaluation.transferability import PCA_IMAGES, encode, logme, logme_gain, pca_codes, zero_shot
 from aetl.infra.checkpoint import load_checkpoint
 from aetl.infra.distributed import pick_device
-from aetl.infra.rundir import Run, register_resolvers
+from aetl.infra.rundir import Run, log_config, register_resolvers
 from aetl.infra.schema import Seed, Target, check_config
 from aetl.models import AutoEncoder
 from aetl.strategies.pretrain import load_mf, obtain_mf
@@ -70,6 +70,7 @@ class Config:
 @reports_errors
 def main(cfg: DictConfig) -> dict:
     hydra_cfg = HydraConfig.get()
+    log_config(cfg, "rank", hydra_cfg.overrides.task)
     return rank(cfg, Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task), compose_source)
 
 

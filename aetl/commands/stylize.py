@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 from aetl.api import trained_model
 from aetl.errors import reports_errors
 from aetl.infra.distributed import pick_device
-from aetl.infra.rundir import Run, register_resolvers
+from aetl.infra.rundir import Run, log_config, register_resolvers
 from aetl.infra.schema import App, Device, Target, check_config
 
 register_resolvers()
@@ -34,6 +34,7 @@ class Config:
 @hydra.main(version_base="1.3", config_path="pkg://aetl.configs", config_name="stylize")
 @reports_errors
 def main(cfg: DictConfig) -> dict:
+    log_config(cfg, "stylize", HydraConfig.get().overrides.task)
     return stylize(cfg, Path(HydraConfig.get().runtime.output_dir))
 
 
@@ -44,4 +45,7 @@ def stylize(cfg: DictConfig, out_dir: Path) -> dict:
     app = instantiate(cfg.app, content=cfg.content, style=cfg.style)
     summary = {"run": str(Path(str(cfg.run)).expanduser()), **app(model, run)}
     run.write_summary(summary)
+    alphas = ", ".join(f"{r['alpha']:g}" for r in summary["style_results"])
+    run.announce(f"stylized {cfg.content} in the style of {cfg.style} ({summary['style_method']}, alpha {alphas}): "
+                 f"{summary['style_seconds_per_image']:.2f} s per image")
     return summary

@@ -26,7 +26,7 @@ from aetl.infra.loggers import open_loggers
 from aetl.infra.objective import Objective, check_objective, objective_value
 from aetl.infra.resume import Progress
 from aetl.infra.runconfig import finished_run
-from aetl.infra.rundir import Run, register_resolvers
+from aetl.infra.rundir import Run, figure, log_config, register_resolvers
 from aetl.infra.schema import App, Seed, Target, check_config
 from aetl.infra.signals import StopSignals
 from aetl.models import AutoEncoder
@@ -61,6 +61,7 @@ class Config:
 def main(cfg: DictConfig) -> float:
     """The Hydra task: the pipeline, then the objective as a float for sweepers (e.g. Optuna)."""
     hydra_cfg = HydraConfig.get()
+    log_config(cfg, "train", hydra_cfg.overrides.task)
     summary = reports_errors(train)(cfg, Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task))
     return objective_value(summary, cfg.objective)
 
@@ -135,10 +136,8 @@ def _train(ctx: RunContext) -> dict:
     if cfg.app.get("_target_"):
         summary.update(instantiate(cfg.app)(model, run, pair=pair))
     run.write_summary(summary)
-    log.info("target_mse %.5f  target_psnr %.2f dB  target_acc %s  (%s -> %s, %s)", summary["target_mse"],
-             summary["target_psnr"], "n/a" if summary["target_acc"] is None else f"{summary['target_acc']:.3f}",
-             source.name, pair.target.name, strategy.name)
-    log.info("run dir: %s", run.root)
+    run.announce(f"target_mse {summary['target_mse']:.5f}  target_psnr {summary['target_psnr']:.2f} dB  target_acc "
+                 f"{figure(summary['target_acc'])}  ({source.name} -> {pair.target.name}, {strategy.name})")
     return summary
 
 

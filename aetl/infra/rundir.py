@@ -7,6 +7,7 @@ a kill at any moment leaves either the previous file or the new one.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import shlex
@@ -19,6 +20,8 @@ import torch
 
 from aetl.errors import AetlError, in_multirun
 from aetl.infra.grid import labelled_grid, png_info, to_pil
+
+log = logging.getLogger(__name__)
 
 
 class Run:
@@ -98,11 +101,56 @@ class Run:
             info = png_info(row_labels, col_labels)
             atomic_write(self.images / name, lambda f: img.save(f, format="PNG", pnginfo=info))
 
+    def announce(self, figures: str) -> None:
+        """A command's last lines, on the console and in run.log: its key figures, then what it
+        wrote and where."""
+        if not self.enabled:
+            return
+        log.info("%s", figures)
+        log.info("wrote %s: %s", self.root, ", ".join(self.contents()))
+
+    def contents(self) -> list[str]:
+        """What the run dir holds, a folder's files in brackets: the command's own outputs."""
+        shown = []
+        for entry in sorted(self.root.iterdir(), key=lambda p: (p.is_dir(), p.name)):
+            if entry.name.startswith("."):
+                continue  # Hydra's .hydra/, the lock
+            if entry.is_dir():
+                names = sorted(p.name for p in entry.iterdir() if not p.name.startswith("."))
+                more = f", {len(names) - 8} more" if len(names) > 8 else ""
+                shown.append(f"{entry.name}/ ({', '.join(names[:8])}{more})")
+            else:
+                shown.append(entry.name)
+        return shown
+
     def save_image(self, name: str, image: torch.Tensor, zoom: int = 1) -> None:
         """One (C, H, W) image in [0, 1] as a PNG under images/."""
         if self.enabled:
             img = to_pil(image, zoom)
             atomic_write(self.images / name, lambda f: img.save(f, format="PNG"))
+
+
+def figure(value: float | None, digits: int = 3) -> str:
+    """A figure for a log line: n/a where the run has none."""
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def log_config(cfg: Any, command: str, overrides: Sequence[str]) -> None:
+    """The start of a command: its overrides on the console, the whole composed config in run.log
+    (as .hydra/config.yaml keeps it)."""
+    from omegaconf import OmegaConf
+
+    log.info("aetl %s %s", command, " ".join(overrides) or "(the defaults)")
+    log_to_files(log, "config:\n" + OmegaConf.to_yaml(cfg, resolve=False).rstrip())
+
+
+def log_to_files(logger: logging.Logger, message: str, level: int = logging.INFO) -> None:
+    """A log line for the log files only (run.log): what the console shows otherwise (a
+    progress bar) or does not need in full (the composed config)."""
+    record = logger.makeRecord(logger.name, level, "", 0, message, None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler) and record.levelno >= handler.level:
+            handler.handle(record)
 
 
 def atomic_write(path: Path, write: Callable[[Any], Any]) -> None:

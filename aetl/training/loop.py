@@ -24,7 +24,7 @@ from aetl.errors import AetlError
 from aetl.evaluation.metrics import recon_errors
 from aetl.infra.distributed import SINGLE, World
 from aetl.infra.resume import LoopState, rng_states, set_rng_states
-from aetl.infra.rundir import Run, resume_hint
+from aetl.infra.rundir import Run, log_to_files, resume_hint
 from aetl.infra.schema import Count, Device, Natural, NonNegative, Positive, Target
 from aetl.models import AutoEncoder
 from aetl.training.losses import AlignSettings, Step
@@ -279,8 +279,10 @@ class _Training:
 
 class Reporter:
     """A phase's progress, on rank 0 only: a tqdm bar showing the loss and validation MSE when
-    stderr is a terminal; else (a log file, SLURM) one log line per logging point with the
-    step, loss, validation MSE, images/s and time left. Iterating it gives the steps to run."""
+    stderr is a terminal (the same lines go to run.log, which the bar does not reach); else (a
+    log file, SLURM) one log line per logging point with the step, loss, validation MSE,
+    images/s and time left. Its last line says how the phase ended. Iterating it gives the
+    steps to run."""
 
     def __init__(self, name: str, first_step: int, start: int, steps: int, batch: int, enabled: bool) -> None:
         self.name, self.first_step, self.start, self.steps, self.batch = name, first_step, start, steps, batch
@@ -294,14 +296,24 @@ class Reporter:
         return iter(self.bar)
 
     def report(self, step: int, loss: float, val_mse: float) -> None:
-        if not self.bar.disable:
+        if self.bar.disable and not self.lines:
+            return
+        seconds = time.perf_counter() - self.started
+        per_step = seconds / max(step - self.start, 1)
+        if step == self.steps:  # the phase's last line: how it ended, on the console and in run.log
+            self.bar.close()
+            log.info("%s: %d steps done in %.1f s, loss %.4g, val_mse %.4g, %.0f img/s", self.name,
+                     self.first_step + step, seconds, loss, val_mse, self.batch / per_step)
+            return
+        left = round(per_step * (self.steps - step))
+        line = (f"{self.name} step {self.first_step + step}/{self.first_step + self.steps}  loss {loss:.4g}  "
+                f"val_mse {val_mse:.4g}  {self.batch / per_step:.0f} img/s  ETA {left // 3600}:{left // 60 % 60:02d}:"
+                f"{left % 60:02d}")
+        if self.bar.disable:
+            log.info("%s", line)
+        else:
             self.bar.set_postfix(loss=f"{loss:.4g}", val_mse=f"{val_mse:.4g}")
-        elif self.lines:
-            per_step = (time.perf_counter() - self.started) / max(step - self.start, 1)
-            left = round(per_step * (self.steps - step))
-            log.info("%s step %d/%d  loss %.4g  val_mse %.4g  %.0f img/s  ETA %d:%02d:%02d", self.name,
-                     self.first_step + step, self.first_step + self.steps, loss, val_mse, self.batch / per_step,
-                     left // 3600, left // 60 % 60, left % 60)
+            log_to_files(log, line)
 
 
 def check_trainer(trainer: DictConfig) -> None:
