@@ -109,7 +109,6 @@ class Loop:
                     signals: "StopSignals | None" = None, progress: "Progress | None" = None) -> "Loop":
         from hydra.utils import instantiate
 
-        check_trainer(trainer)
         precision = trainer.precision
         if precision == "auto":  # bf16 where the device computes it fast
             precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
@@ -314,20 +313,6 @@ class Reporter:
         else:
             self.bar.set_postfix(loss=f"{loss:.4g}", val_mse=f"{val_mse:.4g}")
             log_to_files(log, line)
-
-
-def check_trainer(trainer: DictConfig) -> None:
-    """Out-of-range numbers in the trainer config, refused before anything trains."""
-    for name in ("pretrain", "transfer"):
-        p = trainer[name]
-        for key, value, ok, need in (("steps", p.steps, p.steps >= 0, ">= 0"),
-                                     ("batch_size", p.batch_size, p.batch_size >= 1, ">= 1"),
-                                     ("lr", p.lr, p.lr > 0, "> 0")):
-            if not ok:
-                raise AetlError(f"trainer.{name}.{key} must be {need}, got {value}; fix it in the override or config")
-    for key, least in (("eval_every", 1), ("checkpoint_every", 0)):
-        if trainer[key] < least:
-            raise AetlError(f"trainer.{key} must be >= {least}, got {trainer[key]}")
 
 
 class Objective(nn.Module):
