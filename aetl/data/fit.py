@@ -39,6 +39,7 @@ images are kept as they are (the simplest candidate). The mappings that helped s
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 import torch
@@ -113,6 +114,7 @@ def target_fit(images: torch.Tensor, spec: DictConfig, size: int, channels: int,
         return FitChoice(options[0], {})
     if mf is None:
         raise AetlError("fit auto needs the source model Mf to choose with")  # the pipeline always passes it
+    started = time.perf_counter()
     errors = torch.stack([image_errors(mf, x, size, channels, fit) for fit in options])  # (candidates, images)
     scores = dict(zip(options, (errors.sum(1) / spread(x, channels)).tolist()))
     best = min(options, key=scores.__getitem__)
@@ -124,7 +126,8 @@ def target_fit(images: torch.Tensor, spec: DictConfig, size: int, channels: int,
         chosen = options[0]
         why = (f"no candidate lets Mf explain half the images' variance (best {scores[best]:.2f} > "
                f"{MAPPED_AT_MOST}), so the simplest is kept")
-    log.info("fit auto: %s (%s; unexplained variance under Mf, lowest first: %s)", chosen.label(), why,
+    log.info("fit auto: %s (%s; %d candidates scored in %.1f s; unexplained variance under Mf, lowest first: %s)",
+             chosen.label(), why, len(options), time.perf_counter() - started,
              ", ".join(f"{f.label()} {v:.3f}" for f, v in sorted(scores.items(), key=lambda kv: kv[1])))
     return FitChoice(chosen, {f.label(): round(v, 4) for f, v in scores.items()}, len(x))
 
