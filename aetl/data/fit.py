@@ -9,8 +9,10 @@ that squared error over the images' squared deviation from their mean pixel valu
 
 The sample is the target's pool outside its test and validation splits, in the order
 `data.split_seed` drew (aetl.data.pair), up to MAX_IMAGES: the same images for every run
-seed, never a seed's own training draw (100 images that differed per seed chose a crop on
-one seed and a resize on two, 16 points of accuracy apart), and never a test image.
+seed, and never a test image. (Each seed's own 100 training images, scored by one Mf, chose
+a crop on one seed and a resize, 16 points less accurate, on two: docs/results.md.) Mf is
+still each seed's own, so where candidates are close, seeds can still differ (the margin,
+on digits on a larger sheet); seeds that share Mf (`pretrained=`) share the choice.
 
 Scoring in the images' own space is what makes candidates comparable. Scored in the
 frame, framing wins by itself: the flat border it adds is easy to reconstruct, and
@@ -52,15 +54,15 @@ from aetl.models import AutoEncoder
 log = logging.getLogger(__name__)
 
 # Unlabelled images scored per candidate: a paired difference's standard error is then about
-# 1% of the score (1,097 digits on a sheet: 0.8-1.2%), so a gap of 6% (resize against crop
-# there, 16 points of accuracy) is told apart; all 21 candidates cost about 7 s per 1,000
-# images on one CPU thread.
+# 1% of the score (digits on a sheet: 0.8-1.2%), so a gap of 6% (resize against crop there,
+# 16 points of accuracy) is told apart; all 21 candidates cost about 4 s of one CPU thread
+# for 28x28 grey images, 7 s for colour (512 images: half, and decided the same but one margin).
 MAX_IMAGES = 1024
 MARGIN_SHARES = (1 / 7, 1 / 14, 3 / 14)  # of the frame's side, the preferred first: 4, 2 and 6 pixels at 28
 TIE = 2.0  # standard errors of the paired difference a candidate must clear to beat another ...
-# ... plus this share of the better score: a difference too small to matter. Matching the
-# levels of digits already the right way round scores 1% lower (at 100 standard errors) and
-# changes nothing; the smallest gap that went with an accuracy gap was 6%.
+# ... plus this share of the better score: a difference too small to change the images for.
+# Matching the levels of digits already the right way round scores 1% lower (at 100 standard
+# errors); the smallest gap that went with an accuracy gap was 6%.
 TIE_SHARE = 0.02
 MAPPED_AT_MOST = 0.5  # the best score must be this low (Mf explains half the variance) for a mapping to apply
 
