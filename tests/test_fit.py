@@ -1,6 +1,7 @@
 """fit: auto on targets built to be different from the source: framed, inverted, off-centre,
 colour, already right. A tiny Mf learns 'strokes framed like MNIST digits'; the label-free
-choice must find the mapping that makes each target look like that again."""
+choice must find the mapping that makes each target look like that again, from images
+every seed shares, and break near-ties by the evidence before simplicity."""
 
 import numpy as np
 import pytest
@@ -8,8 +9,11 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from aetl.data.fit import FitChoice, source_fit, target_fit
+from aetl.data import fit as fit_module
+from aetl.data.domains import Domain, to_uint8
+from aetl.data.fit import MAX_IMAGES, FitChoice, source_fit, spread, target_fit, unbeaten_by_evidence
 from aetl.data.framing import Fit, Levels, fit_images, unfit_images
+from aetl.data.pair import load_target
 from aetl.errors import AetlError
 from aetl.models import build_model
 
@@ -131,3 +135,78 @@ def test_a_shrinking_fit_loses_detail_and_unfit_shows_it():
     x = strokes(8, 32, 8)
     lost = (unfit_images(fit_images(x, SIZE, 1, Fit("resize")), x, Fit("resize")) - x).square().mean()
     assert 0.005 < lost < 0.1
+
+
+def corner_strokes(n: int, seed: int) -> Domain:
+    """A labelled target of strokes in the corner of a 24x24 canvas (a loader for load_target)."""
+    images = F.pad(strokes(n, BOX, seed), (0, 14, 0, 14))
+    return Domain("corner", to_uint8(images.numpy()), np.arange(n) % 4, ["a", "b", "c", "d"])
+
+
+def corner_config(**target):
+    return OmegaConf.create({"split_seed": 0, "target": {
+        "name": "folder", "fit": "auto", "margin": 4, "tone": "auto", "n_test": 40, "n_val": 20, "n_train": 24,
+        "labels_per_class": 1, "load": {"_target_": "test_fit.corner_strokes", "n": 240, "seed": 9}, **target}})
+
+
+def test_every_seed_chooses_from_the_same_unlabelled_images_and_never_from_test_or_validation(mf):
+    """The seeds draw different training images, but the fit is chosen from the pool outside
+    the test and validation splits in split_seed's order: one sample, one choice. Images of
+    the test and validation splits turned into noise change nothing."""
+    targets = [load_target(corner_config(), seed) for seed in (0, 1, 2)]
+    assert len({tuple(t.train) for t in targets}) == 3  # the seeds' own draws differ
+    samples = [t.unlabelled_images(MAX_IMAGES) for t in targets]
+    assert len(samples[0]) == 240 - 40 - 20 and all(torch.equal(samples[0], x) for x in samples)
+    choices = [choose(mf, x) for x in samples]
+    assert choices[0].fit.geometry == "crop" and choices[0].images == 180 and all(c == choices[0] for c in choices)
+    poisoned = targets[0]
+    held_out = np.concatenate([poisoned.test, poisoned.val])
+    poisoned.domain.images[held_out] = np.random.default_rng(0).integers(0, 256, poisoned.domain.images[held_out].shape)
+    assert choose(mf, poisoned.unlabelled_images(MAX_IMAGES)) == choices[0]
+
+
+def test_the_sample_follows_split_seed_not_the_run_seed():
+    a, b = load_target(corner_config(), 0), load_target(corner_config(), 5)
+    c = load_target(OmegaConf.merge(corner_config(), {"split_seed": 1}), 0)
+    assert torch.equal(a.unlabelled_images(50), b.unlabelled_images(50))
+    assert not torch.equal(a.unlabelled_images(50), c.unlabelled_images(50))
+
+
+def _given_errors(monkeypatch, x, per_label):
+    """Make Mf's per-image errors those given per candidate label, in units of the images' mean
+    spread (so a row of 0.2s scores 0.2); candidates not given score 10x worse."""
+    unit = spread(x, 1) / len(x)
+    monkeypatch.setattr(fit_module, "image_errors", lambda model, images, size, channels, fit:
+                        per_label.get(fit.label(), torch.full((len(images),), 2.0)).double() * unit)
+
+
+def _noisy(level, noise, n=400, seed=0):
+    return level + noise * torch.randn(n, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def test_a_clearly_better_candidate_within_the_old_5pct_band_is_chosen(monkeypatch):
+    """4% lower on every image alike (the old rule called that a tie and kept the simpler resize).
+    (At 16 pixels the margins are 2, 1 and 3: crop m2 is the middle one.)"""
+    x = strokes(400, BOX, 10)
+    base = _noisy(0.2, 0.05)
+    _given_errors(monkeypatch, x, {"resize": base * 1.04, "crop m2": base})
+    choice = target_fit(x, AUTO, SIZE, 1, object(), Levels(0, 1))
+    assert choice.fit.label() == "crop m2"
+    assert choice.scores["resize"] == pytest.approx(1.04 * choice.scores["crop m2"], rel=1e-3)
+
+
+@pytest.mark.parametrize("why, simpler", [
+    ("4% apart, but within the images' noise", _noisy(0.208, 0.3, seed=1)),
+    ("1% apart on every image alike: too small to matter", _noisy(0.2, 0.05) * 1.01)])
+def test_a_tie_the_evidence_cannot_break_goes_to_the_simpler(monkeypatch, why, simpler):
+    x = strokes(400, BOX, 10)
+    _given_errors(monkeypatch, x, {"resize": simpler, "crop m2": _noisy(0.2, 0.05)})
+    assert target_fit(x, AUTO, SIZE, 1, object(), Levels(0, 1)).fit.label() == "resize", why
+
+
+def test_the_evidence_rule_never_drops_the_lowest_and_keeps_the_simplest_of_a_tie():
+    g = torch.Generator().manual_seed(3)
+    base = 1 + 0.1 * torch.rand(200, generator=g)
+    errors = torch.stack([base * 1.3, base * 1.005, base, base * 1.004])  # simplest first
+    assert unbeaten_by_evidence(errors) == [1, 2, 3]  # 0 is clearly beaten; 1, 2, 3 are within 2% of each other
+    assert unbeaten_by_evidence(errors[:1]) == [0] and unbeaten_by_evidence(errors[:, :1]) == [1, 2, 3]

@@ -149,3 +149,21 @@ def test_damaged_and_partial_runs_are_listed_with_what_is_wrong(sweep, capsys):
            "(line 7 first)" in printed
     rows = {r["strategy"]: r for r in csv.DictReader(open(sweep / "report.csv"))}
     assert rows["scratch"]["seeds"] == "2"  # s1 is still in the table: its summary is sound
+
+
+def test_the_target_fit_chosen_is_shown_per_seed(tmp_path, capsys):
+    """fit: auto may choose per run; the report says what each seed got (and nothing where the fit was fixed)."""
+    root = tmp_path / "sweep"
+    auto = {"target_fit_scores": {"resize": 0.3, "crop m4": 0.2}, "target_fit": "crop", "target_tone": "match"}
+    for seed, margin in enumerate([4, 6, 6]):
+        make_job(root, f"f{seed}", ["strategy=finetune", f"seed={seed}"], {
+            "strategy": "finetune", "seed": seed, "target_mse": 0.1, **auto, "target_margin": margin})
+    for seed in range(2):
+        make_job(root, f"s{seed}", ["strategy=scratch", f"seed={seed}"], {
+            "strategy": "scratch", "seed": seed, "target_mse": 0.1, **auto, "target_fit": "resize"})
+    make_job(root, "c0", ["strategy=concat", "seed=0"], {
+        "strategy": "concat", "seed": 0, "target_mse": 0.1, "target_fit": "frame", "target_margin": 4})
+    assert main([str(root)]) == 0
+    printed = capsys.readouterr().out
+    assert "- mnist → digits, finetune: seed 0: crop m4 match; seed 1: crop m6 match; seed 2: crop m6 match" in printed
+    assert "- mnist → digits, scratch: resize match (every seed)" in printed and "concat:" not in printed

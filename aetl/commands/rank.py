@@ -3,13 +3,13 @@
 Each candidate source (a domain name in `sources`, composed as `data/source=NAME` with the
 command's other overrides, or a source-model checkpoint in `models`) gives a source model
 Mf: from the cache when it is there, else pretrained once (and cached). Each Mf is then
-scored on the target's *training* images with forward passes only (aetl.evaluation.transferability):
-the target's fit is chosen with it as `aetl train` would choose it (its score is the
-zero-shot column), and, when target labels exist, LogME scores its codes of the labelled
-images against the target's own PCA codes. Sources are ranked by that LogME gain; the
-verdict says "helps" or "hurts" only when the gain is at least two standard errors from 0,
-and otherwise leaves the call to `strategy=auto`. The table goes to stdout, rank.json and
-rank.csv to the run dir.
+scored on the target's images with forward passes only (aetl.evaluation.transferability):
+the target's fit is chosen with it as `aetl train` would choose it, from the same unlabelled
+images (its score is the zero-shot column), and, when target labels exist, LogME scores its
+codes of the labelled images against the target's own PCA codes. Sources are ranked by that
+LogME gain; the verdict says "helps" or "hurts" only when the gain is at least two standard
+errors from 0, and otherwise leaves the call to `strategy=auto`. The table goes to stdout,
+rank.json and rank.csv to the run dir.
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ def score(candidate: Candidate, target: Unmapped, cfg: DictConfig) -> dict:
     started = time.perf_counter()
     name, mf, own = candidate.name, candidate.mf, candidate.own
     channels, size = frame_shape(cfg.data)[:2]
-    x = target.train_images(MAX_IMAGES)  # the sample `aetl train` chooses the fit from
+    x = target.unlabelled_images(MAX_IMAGES)  # the sample `aetl train` chooses the fit from
     choice = target_fit(x, cfg.data.target, size, channels, mf, candidate.reference)
     fit = choice.fit
     alike = choice.scores.get(fit.label()) or zero_shot(mf, x, size, channels, fit)  # (chosen: scored already)

@@ -158,8 +158,23 @@ def rows(groups: list[Group]) -> list[dict]:
         elif strategy != "scratch":
             row["no_gain_because"] = "no scratch run with the same pair, budget, steps and settings"
         row["scratch_steps_to_match"] = steps_to_match(g, groups)
+        row["target_fit_chosen"] = fit_per_seed(g)
         table.append(row)
     return table
+
+
+def fit_per_seed(group: Group) -> str:
+    """The target fit `fit: auto` chose in each of the group's runs ('' where the config fixed it)."""
+    chosen = {j.summary.get("seed"): _fit_label(j.summary) for j in group.jobs if j.summary.get("target_fit_scores")}
+    if len(set(chosen.values())) == 1:
+        return f"{next(iter(chosen.values()))} (every seed)"
+    return "; ".join(f"seed {seed}: {label}" for seed, label in sorted(chosen.items(), key=lambda kv: str(kv[0])))
+
+
+def _fit_label(s: dict) -> str:
+    """Fit.label() from summary keys (aetl.data.framing would import torch into the report)."""
+    where = "resize" if s["target_fit"] == "resize" else f"{s['target_fit']} m{s.get('target_margin')}"
+    return where if s.get("target_tone", "keep") == "keep" else f"{where} {s['target_tone']}"
 
 
 def markdown(table: list[dict], jobs: list[Job]) -> str:
@@ -176,6 +191,11 @@ def markdown(table: list[dict], jobs: list[Job]) -> str:
                  *([_pm(r, "target_acc_augmented", ".1f", 100)] if augmented else []), _signed(r.get("mse_gain_pct"), "%"), _signed(r.get("acc_gain_pts"), ""),
                  r["scratch_steps_to_match"], _pm(r, "pretrain_s", ".1f"), _pm(r, "transfer_s", ".1f")]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    fitted = [r for r in table if r["target_fit_chosen"]]
+    if fitted:
+        lines += ["", "Target fit chosen by `fit: auto`:", ""]
+        lines += [f"- {r['source']} → {r['target']}, {r['strategy']}" + (f" ({r['variant']})" if r["variant"] else "")
+                  + f": {r['target_fit_chosen']}" for r in fitted]
     blank = [r for r in table if r.get("no_gain_because")]
     if blank:
         lines += ["", "No gain is shown where the runs hold no `scratch` with every other setting equal "

@@ -11,7 +11,9 @@ that array, kept on the device or streamed from host memory (aetl.data.storage).
 The test and validation splits of each domain are drawn with `data.split_seed`,
 never with the run seed, so every seed and strategy is scored on the same images.
 The target training images (`n_train`) and which of them carry labels
-(`labels_per_class`) are drawn per class with the run seed.
+(`labels_per_class`) are drawn per class with the run seed. The target's fit is chosen
+from its pool outside the test and validation splits (`Unmapped.unlabelled_images`), in
+split_seed's order, so every seed maps the target the same way.
 """
 
 from __future__ import annotations
@@ -116,12 +118,20 @@ class Unmapped:
     role: str = "target"
     key: dict = field(default_factory=dict)  # the domain's image cache key and fingerprint, under which
     fingerprint: str = ""                     # its images mapped into a frame are cached too
+    pool: np.ndarray | None = None  # indices outside the test and validation splits, in split_seed's order
 
     def train_images(self, limit: int | None = None, rows: np.ndarray | None = None) -> torch.Tensor:
         """The training images at their own size, float32 in [0, 1]: the first `limit`, or
         those at positions `rows` of the training split (all of them when neither is given)."""
         idx = self.train[rows] if rows is not None else self.train if limit is None else self.train[:limit]
         return unit(torch.from_numpy(self.domain.images[idx]))
+
+    def unlabelled_images(self, limit: int) -> torch.Tensor:
+        """The first `limit` images of the pool outside the test and validation splits (of the
+        training split where no pool was kept), at their own size, float32 in [0, 1]: the
+        same images for every run seed, and no label read."""
+        pool = self.train if self.pool is None else self.pool
+        return unit(torch.from_numpy(self.domain.images[pool[:limit]]))
 
     def mapped(self, shape: tuple[int, int, int], fit: FitChoice, storage: Storage) -> Side:
         d = self.domain
@@ -188,16 +198,16 @@ def load_target(cfg: DictConfig, seed: int, cache_dir: str | None = None) -> Unm
     labels = withhold_labels(domain.labels, train, int(cfg.target.labels_per_class), rng, domain.classes)
     log.info("target %s: %d train (%d labelled) / %d val / %d test", domain.name, len(train),
              int((labels >= 0).sum()), len(val), len(test))
-    return Unmapped(domain, train, val, test, labels, "target", key, fingerprint)
+    return Unmapped(domain, train, val, test, labels, "target", key, fingerprint, pool=rest)
 
 
 def map_target(target: Unmapped, cfg: DictConfig, source: Side, mf: AutoEncoder | None, storage: Storage,
                fit: FitChoice | None = None) -> Side:
     """The target mapped into the pair's frame (kept as `storage` says) by `fit`, else by its
-    config's (chosen with Mf where it is auto)."""
+    config's (chosen with Mf where it is auto, from the unlabelled images every seed shares)."""
     shape = frame_shape(cfg)
     if fit is None:
-        fit = target_fit(target.train_images(MAX_IMAGES), cfg.target, shape[1], shape[0], mf, source.levels())
+        fit = target_fit(target.unlabelled_images(MAX_IMAGES), cfg.target, shape[1], shape[0], mf, source.levels())
     return target.mapped(shape, fit, storage)
 
 
