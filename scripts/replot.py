@@ -1,21 +1,24 @@
-"""Redraw the report's plots from a committed report.csv (the table's rows), without the
-run dirs: `python scripts/replot.py docs/results docs/results/augment`.
+"""Redraw the report's plots from a report's CSV files, without the run dirs:
+`python scripts/replot.py docs/results docs/results/augment`.
 
-The validation-MSE curves need each job's metrics.jsonl, so val_mse_vs_steps.png is
-only redrawn by `aetl report` on the run dirs (scripts/benchmark.sh)."""
+report.csv holds the table's rows (the accuracy, MSE and augmentation figures);
+report_curves.csv, when the folder has one, the validation curves (val_mse_vs_steps.png)."""
 
 from __future__ import annotations
 
 import csv
 import sys
+from collections import defaultdict
 from pathlib import Path
 
 from aetl.infra.plots import plot_all
 
-INTEGERS = ("n_target_train", "labels_per_class", "transfer_steps", "seeds")
+INTEGERS = ("n_target_train", "labels_per_class", "transfer_steps", "seeds", "runs", "step")
+IDENTITY = ("source", "target", "n_target_train", "labels_per_class", "source_labels", "strategy", "variant",
+            "transfer_steps")
 
 
-def read_table(path: Path) -> list[dict]:
+def read_rows(path: Path) -> list[dict]:
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     for row in rows:
@@ -29,8 +32,19 @@ def read_table(path: Path) -> list[dict]:
     return rows
 
 
+def read_curves(path: Path) -> list[dict]:
+    """report_curves.csv's lines gathered into one curve per row identity."""
+    if not path.is_file():
+        return []
+    curves: dict[tuple, dict] = defaultdict(lambda: {"points": {}})
+    for line in read_rows(path):
+        curve = curves[tuple(line[k] for k in IDENTITY)]
+        curve.update({k: line[k] for k in (*IDENTITY, "seeds")})
+        curve["points"][line["step"]] = (line["val_mse_mean"], line["val_mse_std"])
+    return list(curves.values())
+
+
 if __name__ == "__main__":
     for folder in map(Path, sys.argv[1:]):
-        table = read_table(folder / "report.csv")
-        for written in plot_all(table, [{} for _ in table], folder):
+        for written in plot_all(read_rows(folder / "report.csv"), read_curves(folder / "report_curves.csv"), folder):
             print(written)

@@ -143,7 +143,7 @@ def test_report_out_that_cannot_be_written_is_one_line(tmp_path, monkeypatch, ca
     (tmp_path / "file").write_text("")
     assert report([str(tmp_path / "sweep"), "--out", str(tmp_path / "file" / "out")]) == 2
     assert capsys.readouterr().err.splitlines() == [f"aetl report: error: cannot write to {tmp_path}/file/out (Not a "
-                                                    "directory); choose a writable --out"]
+                                                    "directory); choose a writable --out (nothing of the report was written)"]
 
     def read_only_dir(self, *args, **kwargs):
         raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
@@ -151,7 +151,7 @@ def test_report_out_that_cannot_be_written_is_one_line(tmp_path, monkeypatch, ca
     monkeypatch.setattr(Path, "mkdir", read_only_dir)
     assert report([str(tmp_path / "sweep"), "--out", str(tmp_path / "ro")]) == 2
     assert capsys.readouterr().err.splitlines() == [f"aetl report: error: cannot write to {tmp_path}/ro (Read-only "
-                                                    "file system); choose a writable --out"]
+                                                    "file system); choose a writable --out (nothing of the report was written)"]
 
 
 @pytest.mark.slow

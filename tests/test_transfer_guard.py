@@ -126,16 +126,36 @@ def test_rank_puts_a_matching_source_above_a_mismatched_one(make_cfg, tmp_path, 
     assert result["recommendation"] in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("gain, se, verdict", [
-    (0.05, 0.01, "use a: transfer is expected to help (LogME of a's codes +0.0500 ± 0.0100"),
-    (-0.05, 0.01, "no source is expected to help (LogME of a's codes -0.0500 ± 0.0100"),
-    (0.015, 0.01, "too close to call (LogME of a's codes +0.0150 ± 0.0100"),
-    (0.05, None, "too close to call: LogME of a's codes +0.0500 against the target's own PCA codes, with too few"),
-    (None, None, "no verdict without labels of at least two target classes: a reconstructs the target best"),
+@pytest.mark.parametrize("gain, se, note, verdict", [
+    (0.05, 0.01, None, "use a: transfer is expected to help (LogME of a's codes +0.0500 ± 0.0100"),
+    (-0.05, 0.01, None, "no source is expected to help (LogME of a's codes -0.0500 ± 0.0100"),
+    (0.015, 0.01, None, "too close to call (LogME of a's codes +0.0150 ± 0.0100"),
+    (0.05, None, "no standard error: class 3 has 1 labelled image; resampling for a standard error needs at least 2",
+     "too close to call: LogME of a's codes +0.0500 against the target's own PCA codes, with no standard error "
+     "(class 3 has 1 labelled image;"),
+    (None, None, "LogME undefined: Mf's codes do not vary across the labelled images (are the images identical?)",
+     "no verdict for a: LogME undefined: Mf's codes do not vary"),
+    (None, None, "no LogME without labels of at least two target classes",
+     "no verdict without labels of at least two target classes: a reconstructs the target best"),
 ])
-def test_the_verdict_calls_helps_or_hurts_only_two_standard_errors_from_zero(gain, se, verdict):
-    row = {"source": "a", "zero_shot": 0.3, "logme_gain": gain, "logme_gain_se": se}
+def test_the_verdict_calls_helps_or_hurts_only_two_standard_errors_from_zero(gain, se, note, verdict):
+    row = {"source": "a", "zero_shot": 0.3, "logme_gain": gain, "logme_gain_se": se, "behind_best": None,
+           "behind_best_se": None, "note": note}
     assert recommend([row]).startswith(verdict)
+
+
+@pytest.mark.parametrize("behind, se, verdict", [
+    (-0.005, 0.01, "use a or b: transfer is expected to help (LogME of a's codes +0.0500 ± 0.0100 against the target's "
+     "own PCA codes (per image; ± one standard error)), but a is ahead of b by only +0.0050 ± 0.0100 (paired, within "
+     "two standard errors)"),
+    (-0.03, 0.01, "use a: transfer is expected to help (LogME of a's codes +0.0500 ± 0.0100 against the target's own "
+     "PCA codes (per image; ± one standard error)); +0.0300 ± 0.0100 ahead of b (paired)"),
+])
+def test_use_x_needs_x_two_standard_errors_ahead_of_the_runner_up(behind, se, verdict):
+    best = {"source": "a", "zero_shot": 0.3, "logme_gain": 0.05, "logme_gain_se": 0.01, "behind_best": None,
+            "behind_best_se": None, "note": None}
+    runner = {**best, "source": "b", "logme_gain": 0.05 + behind, "behind_best": behind, "behind_best_se": se}
+    assert recommend([best, runner]).startswith(verdict)
 
 
 def test_rank_refuses_nothing_and_a_model_of_another_shape(make_cfg, tmp_path):

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from aetl.evaluation.transferability import logme, logme_gain, pca_codes
+from aetl.evaluation.transferability import logme, logme_gain, paired_difference, pca_codes, resampled
 
 
 def logme_one_class_at_a_time(features, labels, iterations=50):
@@ -61,3 +61,38 @@ def test_the_gain_of_informative_codes_is_many_standard_errors_above_noise():
 def test_pca_codes_keep_at_most_one_fewer_components_than_images():
     framed = torch.rand(5, 1, 4, 4, generator=torch.Generator().manual_seed(1))
     assert pca_codes(framed, 12).shape == (5, 4) and pca_codes(framed, 2).shape == (5, 2)
+
+
+def test_logme_of_codes_that_do_not_vary_does_not_exist():
+    y = torch.arange(50) % 10
+    assert math.isnan(logme(torch.ones(50, 8), y)) and math.isnan(logme(torch.zeros(50, 8), y))
+    one_varies = torch.ones(50, 8)
+    one_varies[:, 3] = torch.arange(50.0)
+    assert math.isfinite(logme(one_varies, y))
+
+
+def test_the_paired_difference_of_two_sources_cancels_what_they_share():
+    gen = torch.Generator().manual_seed(0)
+    y = torch.arange(120) % 4
+    pca = torch.randn(120, 8, generator=gen)
+    good = torch.randn(120, 8, generator=gen) + torch.nn.functional.one_hot(y, 8) * 3
+    close = good + 0.05 * torch.randn(120, 8, generator=gen)  # nearly the same codes: nearly the same gain
+    noise = torch.randn(120, 8, generator=gen)
+    same, se_same, why = paired_difference((good, pca), (good, pca), y)
+    assert same == 0 and se_same == 0 and why is None
+    far, se_far, _ = paired_difference((good, pca), (noise, pca), y)
+    assert far == pytest.approx((logme(good, y) - logme(pca, y)) - (logme(noise, y) - logme(pca, y)))
+    assert far > 5 * se_far
+    near, se_near, _ = paired_difference((good, pca), (close, pca), y)
+    assert abs(near) < 2 * se_near  # within two standard errors: no winner
+    assert se_near < resampled(lambda pick: logme(good[pick], y[pick]) - logme(pca[pick], y[pick]), y)[0]
+
+
+def test_a_missing_standard_error_says_why():
+    y = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2])
+    codes = torch.randn(8, 3, generator=torch.Generator().manual_seed(0))
+    assert resampled(lambda pick: logme(codes[pick], y[pick]), y)[1] is None
+    se, why = resampled(lambda pick: logme(codes[pick], y[pick]), torch.tensor([0, 0, 0, 1, 2, 2, 2, 2]))
+    assert math.isnan(se) and why.startswith("class 1 has 1 labelled image; resampling for a standard error needs")
+    se, why = resampled(lambda pick: logme(torch.ones(8, 3)[pick], y[pick]), y)
+    assert math.isnan(se) and why == "LogME is undefined on 100 of 100 resamples of the labelled images"

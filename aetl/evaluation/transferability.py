@@ -48,17 +48,43 @@ def pca_codes(framed: torch.Tensor, k: int, sample: torch.Tensor | None = None) 
 def logme_gain(mine: torch.Tensor, theirs: torch.Tensor, labels: torch.Tensor, seed: int = 0) -> tuple[float, float]:
     """LogME(mine) - LogME(theirs) on the labelled images, and its bootstrap standard error:
     RESAMPLES resamples drawn within each class (so every class stays), each scoring both.
-    With fewer than two images of some class there is nothing to resample: the error is nan."""
-    gain = logme(mine, labels) - logme(theirs, labels)
-    members = [torch.nonzero(labels == c).flatten() for c in labels.unique()]
-    if min(len(m) for m in members) < 2:
-        return gain, math.nan
+    nan where it does not exist (resampled() says why)."""
+    def gain(pick: torch.Tensor | slice) -> float:
+        return logme(mine[pick], labels[pick]) - logme(theirs[pick], labels[pick])
+
+    return gain(slice(None)), resampled(gain, labels, seed)[0]
+
+
+def paired_difference(a: tuple[torch.Tensor, torch.Tensor], b: tuple[torch.Tensor, torch.Tensor],
+                      labels: torch.Tensor, seed: int = 0) -> tuple[float, float, str | None]:
+    """The LogME gain of codes a (Mf's, the PCA codes') minus that of codes b, on the same
+    labelled images, with its bootstrap standard error: each resample scores both, so what the
+    two sources share (the images drawn, the target's own PCA codes) cancels. nan and why where
+    there is none."""
+    def difference(pick: torch.Tensor | slice) -> float:
+        return (logme(a[0][pick], labels[pick]) - logme(a[1][pick], labels[pick])
+                - logme(b[0][pick], labels[pick]) + logme(b[1][pick], labels[pick]))
+
+    return difference(slice(None)), *resampled(difference, labels, seed)
+
+
+def resampled(score, labels: torch.Tensor, seed: int = 0) -> tuple[float, str | None]:
+    """The standard error of score(picked rows) over RESAMPLES resamples of the labelled images
+    within each class; nan and why when there is none."""
+    classes = labels.unique()
+    members = [torch.nonzero(labels == c).flatten() for c in classes]
+    fewest = min(range(len(members)), key=lambda i: len(members[i]))
+    if len(members[fewest]) < 2:
+        return math.nan, (f"class {classes[fewest].item()} has {len(members[fewest])} labelled image; resampling "
+                          "for a standard error needs at least 2 of every class")
     gen = torch.Generator().manual_seed(seed)
-    draws = []
-    for _ in range(RESAMPLES):
-        pick = torch.cat([m[torch.randint(len(m), (len(m),), generator=gen)] for m in members])
-        draws.append(logme(mine[pick], labels[pick]) - logme(theirs[pick], labels[pick]))
-    return gain, torch.tensor(draws).std().item()
+    draws = [score(torch.cat([m[torch.randint(len(m), (len(m),), generator=gen)] for m in members]))
+             for _ in range(RESAMPLES)]
+    finite = [d for d in draws if math.isfinite(d)]
+    if len(finite) < RESAMPLES // 2:
+        return math.nan, (f"LogME is undefined on {RESAMPLES - len(finite)} of {RESAMPLES} resamples of the "
+                          "labelled images")
+    return torch.tensor(finite, dtype=torch.float64).std().item(), None
 
 
 @torch.no_grad()
@@ -73,8 +99,11 @@ def logme(features: torch.Tensor, labels: torch.Tensor, iterations: int = 50) ->
     from the standardised features to the one-hot label, with its prior and noise precisions
     (alpha, beta) set by MacKay's fixed-point updates, every class at once. Higher: the codes
     suit the labels better. (In NumPy: on arrays this small, torch's per-call overhead would
-    make the bootstrap of logme_gain take seconds.)"""
+    make the bootstrap of logme_gain take seconds.) nan for features that do not vary across the
+    images: the evidence would be that of the labels alone, whatever the features."""
     f = features.double().cpu().numpy()
+    if not np.isfinite(f).all() or not (f.std(0) > 1e-6 * np.maximum(np.abs(f).max(0), 1e-6)).any():
+        return math.nan  # codes that do not vary (identical images): no evidence either way to measure
     f = (f - f.mean(0)) / np.maximum(f.std(0), 1e-8)
     y = labels.cpu().numpy()
     n, d = f.shape
