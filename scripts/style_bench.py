@@ -32,6 +32,7 @@ from aetl.apps.style import load_image, stylize
 from aetl.infra.grid import labelled_grid, png_info
 
 SIZE = 256
+RECIPES = {"transpose (before)": " model.upsample=transpose", "resize (after)": ""}  # the docs name the recipe, not a path
 ALPHAS = (0.0, 0.25, 0.5, 1.0)
 CONTENTS = ("skimage:astronaut", "skimage:chelsea", "skimage:coffee")
 STYLES = ("sklearn:flower.jpg", "skimage:immunohistochemistry")
@@ -195,7 +196,7 @@ def write_report(path: Path, runs: dict, cb: list[str], table: list[str], args, 
     machine = (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, torch "
                f"{torch.__version__}; load average {load[0]:.1f} at the start and {load[1]:.1f} at the end "
                f"(a shared machine: seconds are noisy, ratios measured in the same run less so); {load[2]:.0f} s in all")
-    text = TEMPLATE.format(runs="\n".join(f"- {k}: `{v}`" for k, v in runs.items()), machine=machine,
+    text = TEMPLATE.format(runs="\n".join(f"- {k}: a run of `aetl train +experiment=style{RECIPES[k]}`" for k in runs), machine=machine,
                            cb="\n".join(cb), table="\n".join(table), steps=args.steps, weight=args.weight,
                            gatys_steps=args.gatys_steps)
     path.write_text(text)
