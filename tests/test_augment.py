@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from aetl.apps.augment import augment, move_codes, move_pixels, restyled, run_app, source_sample
+from aetl.apps.augment import Augment, augment, move_codes, move_pixels, restyled, run_app, source_sample
 from aetl.commands.train import train
 from aetl.data.pair import load_pair
 from aetl.errors import AetlError
@@ -67,7 +67,7 @@ def test_restyled_codes_take_the_reference_statistics():
 def test_augment_makes_images_of_the_input_shape(mode):
     model = ConvAE((1, 16, 16), latent_dim=4, channels=[4, 8])
     x, y = torch.rand(8, 1, 16, 16), torch.tensor([0, 1] * 4)
-    new_x, new_y = augment(model, x, y, mode, amount=2, strength=0.5, seed=0, target=torch.rand(5, 1, 16, 16))
+    new_x, new_y = augment(model, x, y, Augment(mode, amount=2, strength=0.5, seed=0), target=torch.rand(5, 1, 16, 16))
     assert new_x.shape == (16, 1, 16, 16) and new_y.tolist() == y.tolist() * 2
     assert 0 <= new_x.min() and new_x.max() <= 1
 
@@ -77,9 +77,9 @@ def test_augment_refuses_bad_settings(trained, tmp_path):
     x, y = torch.rand(4, 1, 16, 16), torch.tensor([0, 1, 0, 1])
     with pytest.raises(AetlError, match="unknown augment mode 'mixup'; choose one of noise, interpolate, "
                                         "extrapolate, image, source"):
-        augment(model, x, y, "mixup", 1, 0.5, 0)
+        augment(model, x, y, Augment("mixup", 1, 0.5, seed=0))
     with pytest.raises(AetlError, match="augment needs amount >= 1 and strength >= 0, got 0 and 0.5"):
-        augment(model, x, y, "noise", 0, 0.5, 0)
+        augment(model, x, y, Augment("noise", 0, 0.5, seed=0))
     _, _, model, pair = trained("data.target.labels_per_class=0")
     with pytest.raises(AetlError, match="augmentation needs labelled target images; set data.target."
                                         "labels_per_class >= 1 or use app.mode=source"):

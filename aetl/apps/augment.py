@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import io
 import typing
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -90,15 +91,16 @@ def move_pixels(x: torch.Tensor, y: torch.Tensor, amount: int, strength: float,
 
 
 @torch.no_grad()
-def augment(model: AutoEncoder, x: torch.Tensor, y: torch.Tensor, mode: str, amount: int, strength: float,
-            seed: int, target: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """New labelled images made from (x, y) by `mode`; for `source`, x are source images and
+def augment(model: AutoEncoder, x: torch.Tensor, y: torch.Tensor, how: "Augment",
+            target: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """New labelled images made from (x, y) by how.mode; for `source`, x are source images and
     target the target's training images, whose code statistics the new images take."""
+    mode, amount, strength = how.mode, how.amount, how.strength
     if mode not in MODES:
         raise AetlError(f"unknown augment mode {mode!r}; choose one of {', '.join(MODES)}")
     if amount < 1 or strength < 0:
         raise AetlError(f"augment needs amount >= 1 and strength >= 0, got {amount} and {strength}")
-    gen = torch.Generator(device=x.device).manual_seed(seed)
+    gen = torch.Generator(device=x.device).manual_seed(how.seed)
     model.eval()
     if mode == "image":
         return move_pixels(x, y, amount, strength, gen)
@@ -150,39 +152,56 @@ def _names(classes: list[str]) -> str:
     return f"{len(classes)} classes ({', '.join(classes[:4])}{', ...' if len(classes) > 4 else ''})"
 
 
-def run_app(model: AutoEncoder, run, pair: Pair | None = None, mode: Mode = "interpolate", amount: Natural = 5,
-            strength: NonNegative = 0.5, source_per_class: Natural | None = None, seed: Seed = 0,
-            probe_l2: NonNegative = 1e-3, name: str = "augment", **_: object) -> dict:
-    """Augment; write the .npz and a grid; score the probe with and without the new images."""
-    if pair is None:
-        raise AetlError("augmentation needs the run's target data")
-    labelled = pair.target.train.labelled()
-    if mode == "source":
-        base = source_sample(pair, source_per_class, seed)
-    elif not len(labelled):
-        raise AetlError("augmentation needs labelled target images; set data.target.labels_per_class >= 1 "
-                        "or use app.mode=source")
-    else:
-        base = labelled
-    target = pair.target.train.batch(slice(0, TARGET_IMAGES)) if mode == "source" else None
-    new_x, new_y = augment(model, base.x, base.y, mode, amount, strength, seed, target=target)
-    n_classes = len(pair.target.classes)
-    without = target_predictor(model, pair, probe_l2)  # as aetl train scores the run
-    with_aug = fit_probe(model, torch.cat([labelled.x, new_x]), torch.cat([labelled.y, new_y]), n_classes, probe_l2)
-    images = (new_x.clamp(0, 1) * 255).round().byte().cpu().numpy()
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, images=images, labels=new_y.cpu().numpy())
-    run.save_bytes("augmented.npz", buffer.getvalue())
-    save_grid(run, mode, base, new_x, amount, pair.target.classes)
-    result = {"augment_mode": mode, "augment_amount": amount, "augment_strength": strength,
-              "n_augmented": len(new_x), "target_acc": accuracy(without, pair.target.test),
-              "target_acc_augmented": accuracy(with_aug, pair.target.test),
-              "target_val_acc": accuracy(without, pair.target.val),
-              "target_val_acc_augmented": accuracy(with_aug, pair.target.val)}
-    if mode == "source":
-        result["augment_source_per_class"] = source_per_class
-    run.log_metrics("augment", **result)
-    return result
+@dataclass
+class Augment:
+    """The augment app (its fields declare app.*): augment, write the .npz and a grid, score the
+    probe with and without the new images."""
+
+    mode: Mode = "interpolate"
+    amount: Natural = 5
+    strength: NonNegative = 0.5
+    source_per_class: Natural | None = None
+    seed: Seed = 0
+    probe_l2: NonNegative = 1e-3
+    name: str = "augment"
+
+    def __call__(self, model: AutoEncoder, run, pair: Pair | None = None) -> dict:
+        if pair is None:
+            raise AetlError("augmentation needs the run's target data")
+        mode = self.mode
+        labelled = pair.target.train.labelled()
+        if mode == "source":
+            base = source_sample(pair, self.source_per_class, self.seed)
+        elif not len(labelled):
+            raise AetlError("augmentation needs labelled target images; set data.target.labels_per_class >= 1 "
+                            "or use app.mode=source")
+        else:
+            base = labelled
+        target = pair.target.train.batch(slice(0, TARGET_IMAGES)) if mode == "source" else None
+        new_x, new_y = augment(model, base.x, base.y, self, target=target)
+        n_classes = len(pair.target.classes)
+        without = target_predictor(model, pair, self.probe_l2)  # as aetl train scores the run
+        with_aug = fit_probe(model, torch.cat([labelled.x, new_x]), torch.cat([labelled.y, new_y]), n_classes,
+                             self.probe_l2)
+        images = (new_x.clamp(0, 1) * 255).round().byte().cpu().numpy()
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, images=images, labels=new_y.cpu().numpy())
+        run.save_bytes("augmented.npz", buffer.getvalue())
+        save_grid(run, mode, base, new_x, self.amount, pair.target.classes)
+        result = {"augment_mode": mode, "augment_amount": self.amount, "augment_strength": self.strength,
+                  "n_augmented": len(new_x), "target_acc": accuracy(without, pair.target.test),
+                  "target_acc_augmented": accuracy(with_aug, pair.target.test),
+                  "target_val_acc": accuracy(without, pair.target.val),
+                  "target_val_acc_augmented": accuracy(with_aug, pair.target.val)}
+        if mode == "source":
+            result["augment_source_per_class"] = self.source_per_class
+        run.log_metrics("augment", **result)
+        return result
+
+
+def run_app(model: AutoEncoder, run, pair: Pair | None = None, **settings: object) -> dict:
+    """Augment(**settings) on model (what configs of runs made before Augment name)."""
+    return Augment(**settings)(model, run, pair)
 
 
 def save_grid(run, mode: str, base: Split, new_x: torch.Tensor, amount: int, classes: list[str]) -> None:

@@ -81,13 +81,23 @@ class Optimised:
     seconds: float
 
 
-def _lbfgs(variable: torch.Tensor, render, loss: StyleLoss, style_weight: float, max_steps: int,
-           tolerance: float, grid_weight: float = 0.0) -> Optimised:
-    """Minimise content + style_weight x style (+ grid_weight x the grid above the content's)
-    of render(variable) by L-BFGS."""
+@dataclass(frozen=True)
+class Search:
+    """What L-BFGS minimises and when it stops: content + style_weight x style (+ grid_weight x the
+    grid above the content's), at most max_steps evaluations, until it changes by under tolerance."""
+
+    style_weight: float
+    max_steps: int
+    tolerance: float
+    grid_weight: float = 0.0
+
+
+def _lbfgs(variable: torch.Tensor, render, loss: StyleLoss, search: Search) -> Optimised:
+    """Minimise search's objective of render(variable) by L-BFGS."""
     started = time.perf_counter()
     variable = variable.detach().clone().requires_grad_(True)
-    opt = torch.optim.LBFGS([variable], max_iter=max_steps, max_eval=max_steps, tolerance_change=tolerance,
+    opt = torch.optim.LBFGS([variable], max_iter=search.max_steps, max_eval=search.max_steps,
+                            tolerance_change=search.tolerance,
                             line_search_fn="strong_wolfe")
     calls = 0
 
@@ -97,9 +107,9 @@ def _lbfgs(variable: torch.Tensor, render, loss: StyleLoss, style_weight: float,
         opt.zero_grad()
         image = render(variable)
         content, style = loss(image)
-        objective = content + style_weight * style
-        if grid_weight:
-            objective = objective + grid_weight * loss.grid(image)
+        objective = content + search.style_weight * style
+        if search.grid_weight:
+            objective = objective + search.grid_weight * loss.grid(image)
         objective.backward()
         return objective
 
@@ -121,12 +131,12 @@ def refine(model: AutoEncoder, start: torch.Tensor, loss: StyleLoss, steps: int,
     """L-BFGS on the code of start (a feed-forward result): at most `steps` evaluations."""
     with torch.no_grad():
         code = model.encode(start)
-    return _lbfgs(code, model.decode, loss, style_weight, steps, tolerance=1e-9, grid_weight=GRID_WEIGHT)
+    return _lbfgs(code, model.decode, loss, Search(style_weight, steps, tolerance=1e-9, grid_weight=GRID_WEIGHT))
 
 
 def gatys(content: torch.Tensor, loss: StyleLoss, style_weight: float, max_steps: int = 2000,
           tolerance: float = 1e-6) -> Optimised:
     """L-BFGS on the pixels from the content image until the objective changes by less than
     tolerance between steps (or max_steps evaluations)."""
-    return _lbfgs(content, lambda x: x.clamp(0, 1), loss, style_weight, max_steps, tolerance)
+    return _lbfgs(content, lambda x: x.clamp(0, 1), loss, Search(style_weight, max_steps, tolerance))
 

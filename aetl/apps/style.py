@@ -14,6 +14,7 @@ plus alpha x `style_weight` x the Gram style loss (aetl.apps.refine).
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Literal, Sequence
 
 import torch
@@ -141,48 +142,77 @@ def load_image(name: str, size: int | None, channels: int, device: torch.device)
     return to_channels(x, channels).to(device)
 
 
-def run_app(model: AutoEncoder, run, content: str, style: str, method: Literal["adain", "wct"] = "wct",
-            alphas: Sequence[Share] = (0.25, 0.5, 1.0), levels: Natural | None = None, size: Natural | None = 256,
-            refine_steps: Count = 0, style_weight: NonNegative = 10.0, name: str = "style_transfer",
-            **_: object) -> dict:
-    """Stylise content with style at each alpha; write the PNGs, the grid and the losses."""
-    model.eval()
-    device = next(model.parameters()).device
-    x_content = load_image(content, size, model.in_shape[0], device)
-    x_style = load_image(style, size, model.in_shape[0], device)
-    if not alphas:
-        raise AetlError("app.alphas is empty; give at least one, e.g. app.alphas=[0.5,1.0]")
-    levels = depths(model) if levels is None else levels
-    for alpha in alphas:  # every setting checked before anything is written
-        check(model, method, alpha, levels)
-    h, w = x_content.shape[2:]
-    factor = model.factor
-    loss = StyleLoss(model, padded(x_content, factor), padded(x_style, factor))
+@dataclass
+class StyleTransfer:
+    """The style_transfer app (its fields declare app.*): stylise `content` with `style` at each alpha;
+    write the PNGs, the grid and the losses."""
 
-    def measured(x: torch.Tensor, when: str) -> dict[str, float]:
-        values = {**loss.values(padded(x, factor)), "checkerboard": checkerboard(x, x_content)}
-        return {f"{k}_{when}": v for k, v in values.items()}
+    content: str = "skimage:astronaut"
+    style: str = "sklearn:flower.jpg"
+    method: Literal["adain", "wct"] = "wct"
+    alphas: Sequence[Share] = (0.25, 0.5, 1.0)
+    levels: Natural | None = None
+    size: Natural | None = 256
+    refine_steps: Count = 0
+    style_weight: NonNegative = 10.0
+    name: str = "style_transfer"
 
-    results, fed, refined = [], [], []
-    for alpha in alphas:
+    def __call__(self, model: AutoEncoder, run, pair: object = None) -> dict:
+        model.eval()
+        device = next(model.parameters()).device
+        x_content = load_image(self.content, self.size, model.in_shape[0], device)
+        x_style = load_image(self.style, self.size, model.in_shape[0], device)
+        if not self.alphas:
+            raise AetlError("app.alphas is empty; give at least one, e.g. app.alphas=[0.5,1.0]")
+        levels = depths(model) if self.levels is None else self.levels
+        for alpha in self.alphas:  # every setting checked before anything is written
+            check(model, self.method, alpha, levels)
+        loss = StyleLoss(model, padded(x_content, model.factor), padded(x_style, model.factor))
+        results, fed, refined = [], [], []
+        for alpha in self.alphas:
+            record, first, out = self.one(model, (x_content, x_style), loss, alpha, levels)
+            fed.append(first[0])
+            if self.refine_steps > 0:
+                refined.append(out[0])
+            run.save_image(f"stylized_{self.method}_alpha{alpha:g}.png", out[0])
+            run.log_metrics("stylize", **record)
+            results.append(record)
+        self.save_grid(run, x_content, x_style, fed, refined)
+        return {"style_method": self.method, "style_levels": levels, "style_content": self.content,
+                "style_image": self.style,
+                "style_seconds_per_image": sum(r["seconds"] for r in results) / len(results),
+                "style_results": results}
+
+    def one(self, model: AutoEncoder, images: tuple[torch.Tensor, torch.Tensor], loss: StyleLoss, alpha: float,
+            levels: int) -> tuple[dict, torch.Tensor, torch.Tensor]:
+        """One alpha: its record, the feed-forward result and the final (refined) one."""
+        x_content, x_style = images
+        h, w = x_content.shape[2:]
+        factor = model.factor
+
+        def measured(x: torch.Tensor, when: str) -> dict[str, float]:
+            values = {**loss.values(padded(x, factor)), "checkerboard": checkerboard(x, x_content)}
+            return {f"{k}_{when}": v for k, v in values.items()}
+
         started = time.perf_counter()
-        out = stylize(model, x_content, x_style, method, alpha, levels)
+        first = out = stylize(model, x_content, x_style, self.method, alpha, levels)
         record = {"alpha": alpha, "seconds": time.perf_counter() - started, **measured(out, "before")}
-        fed.append(out[0])
-        if refine_steps > 0:
-            polished = refine(model, padded(out, factor), loss, refine_steps, alpha * style_weight)
+        if self.refine_steps > 0:
+            polished = refine(model, padded(out, factor), loss, self.refine_steps, alpha * self.style_weight)
             out = polished.image[:, :, :h, :w]
             record["refine_seconds"] = polished.seconds
-            refined.append(out[0])
         record.update(measured(out, "after"))
-        run.save_image(f"stylized_{method}_alpha{alpha:g}.png", out[0])
-        run.log_metrics("stylize", **record)
-        results.append(record)
-    shown_style = F.interpolate(x_style, size=(h, w), mode="bilinear", antialias=True)[0]
-    rows = [[x_content[0], shown_style, *fed]] + ([[x_content[0], shown_style, *refined]] if refined else [])
-    run.save_grid(f"style_grid_{method}.png", rows,
-                  ["feed-forward", f"+ {refine_steps} L-BFGS steps"] if refined else [],
-                  ["content", "style", *(f"alpha {a:g}" for a in alphas)])
-    return {"style_method": method, "style_levels": levels, "style_content": content, "style_image": style,
-            "style_seconds_per_image": sum(r["seconds"] for r in results) / len(results),
-            "style_results": results}
+        return record, first, out
+
+    def save_grid(self, run, x_content: torch.Tensor, x_style: torch.Tensor, fed: list, refined: list) -> None:
+        h, w = x_content.shape[2:]
+        shown_style = F.interpolate(x_style, size=(h, w), mode="bilinear", antialias=True)[0]
+        rows = [[x_content[0], shown_style, *fed]] + ([[x_content[0], shown_style, *refined]] if refined else [])
+        run.save_grid(f"style_grid_{self.method}.png", rows,
+                      ["feed-forward", f"+ {self.refine_steps} L-BFGS steps"] if refined else [],
+                      ["content", "style", *(f"alpha {a:g}" for a in self.alphas)])
+
+
+def run_app(model: AutoEncoder, run, pair: object = None, **settings: object) -> dict:
+    """StyleTransfer(**settings) on model (what configs of runs made before StyleTransfer name)."""
+    return StyleTransfer(**settings)(model, run, pair)
