@@ -130,7 +130,7 @@ def test_an_unreadable_entry_is_decoded_again(tmp_path, caplog):
     (entry / "images.npy").write_bytes(b"garbage")
     cache = ImageCache(tmp_path / "cache")
     domain = cache.load(folder_spec(root), "source")[0]
-    assert cache.misses == 1 and "ignoring the unreadable image cache entry" in caplog.text
+    assert cache.misses == 1 and "is damaged: images.npy is 7 bytes" in caplog.text
     assert np.array_equal(domain.images, folder.load(str(root), 8).images)
 
 

@@ -2,7 +2,8 @@
 run and by every job of a sweep.
 
 Entries live in `<cache_dir>/images/<key>/` (images.npy: uint8 N x C x H x W, labels.npy,
-entry.json), of two kinds:
+entry.json, sealed by checksum.json: aetl.infra.integrity verifies every open, and an entry
+that fails, or one without a checksum, is built again with a warning), of two kinds:
 - a domain as loaded (`load`): keyed by its load config (a folder's root, size and
   skip_bad; a bundled domain's settings) and aetl's version. A folder's fingerprint (its
   files, their sizes and modification times) is stored with it and checked on every
@@ -38,6 +39,7 @@ import aetl
 from aetl.data.domains import Domain
 from aetl.errors import AetlError
 from aetl.infra.cache import cache_key
+from aetl.infra.integrity import NO_CHECKSUM, array_promise, seal, verify
 
 log = logging.getLogger(__name__)
 FORMAT = 1  # bump when what an entry holds changes
@@ -106,22 +108,27 @@ class ImageCache:
                     shutil.rmtree(stale, ignore_errors=True)
                 staging.replace(entry)
             _log(role, built, f"{made} into the image cache {entry}", started)
-            return self._read(entry, fingerprint)
+            opened = _opened(entry)
+            if isinstance(opened, str):  # a disk that does not keep what was just written
+                raise AetlError(f"the image cache entry {entry} fails its check right after it was built ({opened}); "
+                                "check the disk under cache_dir, or set cache_dir=null to decode into memory")
+            return opened
 
     def _read(self, entry: Path, fingerprint: str) -> Domain | None:
-        try:
-            meta = json.loads((entry / "entry.json").read_text())
-            if meta["fingerprint"] != fingerprint:
-                log.info("the image cache entry %s is out of date (its files changed): decoding again", entry)
-                return None
-            images = np.load(entry / "images.npy", mmap_mode="r")
-            labels = np.load(entry / "labels.npy")
-            return Domain(meta["name"], images, labels, meta["classes"], meta["notes"])
-        except FileNotFoundError:
+        """The entry, verified (aetl.infra.integrity); None when there is none, it is out of date, or
+        it fails its check (a warning naming it: the caller builds it again)."""
+        if not entry.is_dir():
             return None
-        except (OSError, ValueError, KeyError, AssertionError) as err:
-            log.warning("ignoring the unreadable image cache entry %s (%s); building it again", entry, err)
+        opened = _opened(entry)
+        if isinstance(opened, str):
+            stale = opened == NO_CHECKSUM
+            log.warning("the image cache entry %s %s: %s; building it again", entry,
+                        "is stale" if stale else "is damaged", opened)
             return None
+        if _fingerprint(entry) != fingerprint:
+            log.info("the image cache entry %s is out of date (its files changed): decoding again", entry)
+            return None
+        return opened
 
     @contextlib.contextmanager
     def _writing(self, key: str) -> Iterator[Path]:
@@ -156,6 +163,43 @@ def _alloc_in(staging: Path) -> Alloc:
     return alloc
 
 
+ENTRY_FILES = ("images.npy", "labels.npy", "entry.json")
+
+
+def _opened(entry: Path) -> Domain | str:
+    """The verified entry, or what is wrong with it (one line)."""
+    problem = verify(entry, ENTRY_FILES)
+    if problem:
+        return problem
+    try:
+        meta = json.loads((entry / "entry.json").read_text())
+        images = np.load(entry / "images.npy", mmap_mode="r")
+        labels = np.load(entry / "labels.npy")
+    except (OSError, ValueError) as err:
+        return f"it cannot be read ({type(err).__name__})"
+    problem = _meta_problem(meta, images, labels)
+    return problem or Domain(meta["name"], images, labels, meta["classes"], meta["notes"])
+
+
+def _meta_problem(meta: object, images: np.ndarray, labels: np.ndarray) -> str | None:
+    """entry.json against the arrays (sealed together, checked once more before use)."""
+    if not isinstance(meta, dict) or not isinstance(meta.get("name"), str) or not isinstance(meta.get("fingerprint"),
+                                                                                             str):
+        return "its entry.json is not an image cache entry's"
+    if not all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in (meta.get("classes"),
+                                                                                   meta.get("notes"))):
+        return "its entry.json lists no classes or notes"
+    if meta.get("shape") != list(images.shape) or images.ndim != 4 or labels.shape != images.shape[:1]:
+        return f"its entry.json says shape {meta.get('shape')} where images.npy holds {list(images.shape)}"
+    if labels.size and (labels.min() < -1 or labels.max() >= max(1, len(meta["classes"]))):
+        return f"labels.npy holds labels outside [-1, {len(meta['classes'])})"
+    return None
+
+
+def _fingerprint(entry: Path) -> str:
+    return json.loads((entry / "entry.json").read_text())["fingerprint"]
+
+
 def _write(staging: Path, domain: Domain, spec: dict, fingerprint: str) -> None:
     images = domain.images
     if isinstance(images, np.memmap) and Path(images.filename).parent == staging:
@@ -169,3 +213,6 @@ def _write(staging: Path, domain: Domain, spec: dict, fingerprint: str) -> None:
     meta = {"fingerprint": fingerprint, "name": domain.name, "classes": list(domain.classes), "notes": domain.notes,
             "shape": list(images.shape), "spec": spec}
     (staging / "entry.json").write_text(json.dumps(meta, indent=2, default=str))
+    labels = np.asarray(domain.labels)
+    seal(staging, ENTRY_FILES, {"images.npy": array_promise(np.asarray(images)),
+                                "labels.npy": array_promise(labels, (-1, max(1, len(domain.classes))))})

@@ -32,7 +32,7 @@ from aetl.data.framing import Levels, changes_nothing, fit_array
 from aetl.data.imagecache import ImageCache
 from aetl.data.storage import Split, Storage, upload
 from aetl.errors import AetlError
-from aetl.infra.schema import Count, Natural, OpenShare, Seed, Target
+from aetl.infra.schema import Count, ImageSize, Natural, OpenShare, Seed, Target
 from aetl.models import AutoEncoder
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ class DomainSettings:
 class DataSettings:
     """The `data` config: the pair, the frame both are mapped into, and where images live."""
 
-    image_size: Natural
+    image_size: ImageSize
     channels: Literal[1, 3]
     split_seed: Seed  # draws the test and validation splits: the same for every seed and strategy
     storage: Literal["auto", "device", "stream"]

@@ -3,7 +3,8 @@
 The key is a hash of everything that determines Mf: the source data and its
 mapping and splits, the backbone, the pretraining settings, the optimiser, the seed
 and aetl's version. An entry is `<dir>/<key>/source.pt` plus `spec.json` (what the
-key stands for). A job holds an exclusive lock on `<dir>/<key>.lock` (filelock: flock
+key stands for), sealed by checksum.json (aetl.infra.integrity: verified on every open; an
+entry that fails, or one without a checksum, is pretrained again with a warning). A job holds an exclusive lock on `<dir>/<key>.lock` (filelock: flock
 on POSIX, msvcrt on Windows) while it looks up and, on a miss, trains and stores the
 entry, so concurrent jobs (joblib, submitit, SLURM arrays on a shared file system with
 working locks) never train the same entry twice or read a half-written one; jobs with
@@ -24,11 +25,13 @@ from filelock import FileLock
 
 from aetl.errors import AetlError
 from aetl.infra.checkpoint import load_checkpoint
+from aetl.infra.integrity import NO_CHECKSUM, seal, verify
 from aetl.infra.lock import cannot_write, writable
 from aetl.infra.runconfig import as_released
 from aetl.infra.rundir import atomic_write
 
 log = logging.getLogger(__name__)
+ENTRY_FILES = ("source.pt", "spec.json")
 
 
 def cache_key(spec: dict) -> str:
@@ -55,11 +58,18 @@ class SourceCache:
             yield
 
     def load(self, key: str) -> dict | None:
+        """The entry, verified (aetl.infra.integrity), or None: there is none, or it fails its
+        check (a warning naming it; the caller pretrains again)."""
         path = self.entry(key)
         if not path.is_file():
             return None
+        problem = verify(path.parent, ENTRY_FILES)
+        if problem:
+            log.warning("the source-model cache entry %s %s: %s; pretraining again", path.parent,
+                        "is stale" if problem == NO_CHECKSUM else "is damaged", problem)
+            return None
         try:
-            return load_checkpoint(path)
+            return load_checkpoint(path, "source")
         except AetlError as err:
             log.warning("ignoring the unreadable cache entry %s (%s); pretraining again", path, err)
             return None
@@ -72,6 +82,10 @@ class SourceCache:
         try:
             atomic_write(path.parent / "spec.json", lambda f: f.write(json.dumps(spec, indent=2, default=str).encode()))
             atomic_write(path, lambda f: torch.save(state, f))
+            seal(path.parent, ENTRY_FILES)
+        except OSError as err:
+            log.warning("source model not cached: cannot seal %s (%s)", path.parent, err.strerror or err)
+            return None
         except AetlError as err:
             log.warning("source model not cached: %s", err)
             return None

@@ -24,6 +24,7 @@ import torch
 
 from aetl.errors import AetlError
 from aetl.infra.runconfig import respelled
+from aetl.infra.schema import ImageSize, Spec, declarations, spec_of
 
 FORMAT = 2
 KINDS = ("source", "target", "candidate", "last")
@@ -51,10 +52,44 @@ def load_checkpoint(path: str | Path, kind: str | None = None) -> dict:
                         f"{', ...' if len(broken) > 3 else ''}): the run that wrote it diverged; use another "
                         "checkpoint, or train again with a lower learning rate")
     state = upgrade(state, path)
+    check_recipe(state.get("recipe"), path)
     if kind is not None and state["kind"] != kind:
         raise AetlError(f"{path} is a {state['kind']} checkpoint, not a {kind} one; pass the {kind} checkpoint "
                         f"({_NAMES[kind]})")
     return state
+
+
+DAMAGED = "the file is damaged or not a checkpoint aetl wrote"
+SHAPE = {"channels": Spec("choice", choices=(1, 3)), "image size": spec_of(ImageSize)}
+CLASSES = Spec("int", lo=0, hi=65536)
+
+
+def check_recipe(recipe: Any, path: Path) -> None:
+    """Every size in a recipe, checked by type and range before a model is built from it: the
+    model config's values by the ranges the model's signature declares (aetl.infra.schema), the
+    input shape by data.channels' and data.image_size's, the classes by CLASSES."""
+    if recipe is None:
+        return
+    if not isinstance(recipe, dict):
+        raise AetlError(f"{path}: its recipe is {type(recipe).__name__}, not a mapping; {DAMAGED}")
+    if "class" in recipe:  # a composite model: its parts' recipes
+        for part in recipe.values():
+            if isinstance(part, dict):
+                check_recipe(part, path)
+        return
+    cfg, shape, n_classes = recipe.get("model_cfg"), recipe.get("in_shape"), recipe.get("n_classes")
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("_target_"), str):
+        raise AetlError(f"{path}: its recipe names no model (model_cfg._target_); {DAMAGED}")
+    declared = declarations(cfg["_target_"]) if cfg["_target_"].startswith("aetl.") else {}  # imports only aetl
+    checks = [(f"model.{k}", v, spec_of(declared[k])) for k, v in cfg.items() if k in declared]
+    if not (isinstance(shape, list) and len(shape) == 3):
+        raise AetlError(f"{path}: its recipe's in_shape is {shape!r}, not [channels, height, width]; {DAMAGED}")
+    checks += [("in_shape channels", shape[0], SHAPE["channels"]), ("in_shape height", shape[1], SHAPE["image size"]),
+               ("in_shape width", shape[2], SHAPE["image size"]), ("n_classes", n_classes, CLASSES)]
+    for key, value, spec in checks:
+        need = spec.problem(value) if spec is not None else None
+        if need:
+            raise AetlError(f"{path}: its recipe's {key} must be {need}, got {value!r}; {DAMAGED}")
 
 
 _NAMES = {"source": "a run's checkpoints/source.pt or a source-model cache entry",

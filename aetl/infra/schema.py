@@ -73,7 +73,10 @@ Share = Annotated[float, Range(0, 1)]  # a fraction in [0, 1]
 OpenShare = Annotated[float, Range(0, 1, lo_open=True)]  # in (0, 1]
 Count = Annotated[int, Range(0)]
 Natural = Annotated[int, Range(1)]
-LatentDim = Annotated[int, Range(1, hint="set it to the size of the code")]
+LatentDim = Annotated[int, Range(1, 65536, hint="set it to the size of the code")]
+Width = Annotated[int, Range(1, 65536)]  # a layer's units or channels
+Depth = Annotated[int, Range(1, 64)]  # blocks or layers repeated
+ImageSize = Annotated[int, Range(1, 4096)]  # pixels on a side
 Seed = Annotated[int, Range(0, 2**32 - 1)]  # what numpy and torch both take
 Device = Literal["auto", "cpu", "cuda", "mps"]
 Target = Annotated[dict, Declared()]  # a node declared by what its `_target_` calls

@@ -6,7 +6,7 @@ from typing import Sequence
 
 from torch import nn
 
-from aetl.infra.schema import LatentDim, Natural
+from aetl.infra.schema import LatentDim, Width
 from aetl.models import AutoEncoder, check_size
 
 
@@ -14,7 +14,7 @@ class ConvAE(AutoEncoder):
     spatial = True
 
     def __init__(self, in_shape: tuple[int, int, int], latent_dim: LatentDim = 32,
-                 channels: Sequence[Natural] = (32, 64)) -> None:
+                 channels: Sequence[Width] = (32, 64)) -> None:
         super().__init__(in_shape, latent_dim)
         c_in, h, w = in_shape
         factor = self.factor = 2 ** len(channels)

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from aetl.errors import AetlError
-from aetl.infra.schema import Natural
+from aetl.infra.schema import Depth, Width
 from aetl.models import AutoEncoder, check_size
 
 UPSAMPLING = ("resize", "transpose")
@@ -26,8 +26,8 @@ class FullyConvAE(AutoEncoder):
     spatial = True
     flat_code = False
 
-    def __init__(self, in_shape: tuple[int, int, int], latent_channels: Natural = 32,
-                 channels: Sequence[Natural] = (32, 64), convs: Natural = 1,
+    def __init__(self, in_shape: tuple[int, int, int], latent_channels: Width = 32,
+                 channels: Sequence[Width] = (32, 64), convs: Depth = 1,
                  upsample: Literal["resize", "transpose"] = "resize") -> None:
         """channels: the width of each stride-2 level; convs: 3x3 convolutions per level."""
         c_in, h, w = in_shape

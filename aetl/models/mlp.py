@@ -7,13 +7,13 @@ from typing import Sequence
 
 from torch import nn
 
-from aetl.infra.schema import LatentDim, Natural
+from aetl.infra.schema import LatentDim, Width
 from aetl.models import AutoEncoder
 
 
 class MLPAE(AutoEncoder):
     def __init__(self, in_shape: tuple[int, int, int], latent_dim: LatentDim = 32,
-                 hidden: Sequence[Natural] = (512, 256)) -> None:
+                 hidden: Sequence[Width] = (512, 256)) -> None:
         super().__init__(in_shape, latent_dim)
         widths = [math.prod(in_shape), *hidden]
         enc: list[nn.Module] = [nn.Flatten()]

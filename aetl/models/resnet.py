@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from aetl.errors import AetlError
-from aetl.infra.schema import LatentDim, Natural
+from aetl.infra.schema import Depth, LatentDim, Width
 from aetl.models import AutoEncoder, check_size
 
 NORMS = ("group", "batch")
@@ -54,8 +54,8 @@ class ResNetAE(AutoEncoder):
     spatial = True
 
     def __init__(self, in_shape: tuple[int, int, int], latent_dim: LatentDim = 128,
-                 channels: Sequence[Natural] = (32, 64, 128), blocks: Natural = 1,
-                 norm: Literal["group", "batch"] = "group", latent_channels: Natural | None = None) -> None:
+                 channels: Sequence[Width] = (32, 64, 128), blocks: Depth = 1,
+                 norm: Literal["group", "batch"] = "group", latent_channels: Width | None = None) -> None:
         c_in, h, w = in_shape
         if norm not in NORMS or not channels or min(channels) < 1 or blocks < 0 or (latent_channels or 1) < 1:
             raise AetlError(f"model=resnet needs norm in {NORMS}, at least one of model.channels, each >= 1, "
