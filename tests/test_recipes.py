@@ -72,3 +72,25 @@ def test_rank_with_a_huge_latent_dim_is_one_line_and_exit_2(tmp_path, monkeypatc
     assert err[-1].endswith(f"{path}: its recipe's model.latent_dim must be in [1, 65536], got 10000000000; "
                             "the file is damaged or not a checkpoint aetl wrote")
     assert not any("Traceback" in line for line in err)
+
+
+def target_pt(path, data, seed=0):
+    model = build_model(OmegaConf.create(MLP), (1, 8, 8))
+    torch.save(pack("target", model.state_dict(), model.recipe, run={"seed": seed, "strategy": "scratch"}, data=data,
+                    fit={}, cache_dir=None), path)
+    return path
+
+
+@pytest.mark.parametrize("data,seed,message", [
+    ({"image_size": 10**10, "channels": 1}, 0, r"its recorded data\.image_size must be in \[1, 4096\], got 10000000000"),
+    ({"image_size": 8, "channels": 1, "target": {"n_test": "500"}}, 0, r"its recorded data\.target\.n_test must be"),
+    ({"image_size": 8, "channels": 1}, -1, r"its recorded seed must be in \[0, 4294967295\], got -1"),
+    ("not a mapping", 0, r"it records no data config or fit"),
+])
+def test_a_target_checkpoint_records_sizes_that_are_checked(tmp_path, data, seed, message):
+    from aetl.api import trained_model
+
+    path = target_pt(tmp_path / "target.pt", data, seed)
+    with pytest.raises(AetlError, match=message) as raised:
+        trained_model(path, torch.device("cpu"))
+    assert str(raised.value).startswith(str(path)) and str(raised.value).endswith("not a checkpoint aetl wrote")
