@@ -45,6 +45,8 @@ CRAFTED = [
     (set_in("n_classes", value=-5), r"n_classes must be in \[0, 65536\], got -5"),
     (set_in("n_classes", value=2.5), r"n_classes must be an integer in \[0, 65536\], got 2.5"),
     (set_in("model_cfg", value=None), r"its recipe names no model"),
+    (set_in("model_cfg", "latent_dim", value=True), r"model\.latent_dim must be an integer in \[1, 65536\], got True"),
+    (set_in("in_shape", value=[1, 8.0, 8]), r"in_shape height must be an integer in \[1, 4096\], got 8\.0"),
 ]
 
 
@@ -55,6 +57,15 @@ def test_a_crafted_recipe_is_one_line(tmp_path, edit, message):
         load_checkpoint(path, "source")
     assert str(raised.value).startswith(str(path)) and "\n" not in str(raised.value)
     assert str(raised.value).endswith("the file is damaged or not a checkpoint aetl wrote")
+
+
+def test_a_recipe_with_a_key_the_model_does_not_take_is_one_line(tmp_path):
+    from aetl.strategies.pretrain import load_mf
+
+    path = source_pt(tmp_path / "source.pt", set_in("model_cfg", "evil", value=1))
+    with pytest.raises(AetlError, match=r"^the checkpoint's recipe does not build a MLPAE \(.*unexpected keyword "
+                                        r"argument 'evil'\); the file is damaged or not a checkpoint aetl wrote$"):
+        load_mf(load_checkpoint(path, "source"), str(path), torch.device("cpu"))
 
 
 def test_a_sound_recipe_loads(tmp_path):
