@@ -73,8 +73,14 @@ def resealed_with_bad_labels(entry):  # damage that matches its checksum: the pr
     integrity.seal(entry, ("images.npy", "labels.npy", "entry.json"))
 
 
+def resealed_as_other_dtypes(entry):  # a crafted entry, checksum remade without promises: the arrays still checked
+    np.save(entry / "images.npy", np.load(entry / "images.npy").astype(np.int16))
+    np.save(entry / "labels.npy", np.load(entry / "labels.npy").astype(float))
+    integrity.seal(entry, ("images.npy", "labels.npy", "entry.json"))
+
+
 DAMAGE = [flip_pixels, truncate, labels_out_of_range, labels_header_huge, metadata_edited, checksum_missing,
-          checksum_edited, resealed_with_bad_labels]
+          checksum_edited, resealed_with_bad_labels, resealed_as_other_dtypes]
 
 
 @pytest.mark.parametrize("damage", DAMAGE, ids=lambda d: d.__name__)
