@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -23,13 +24,17 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from aetl.data.domains import unit
+from aetl.data.pair import DataSettings
 from aetl.errors import AetlError
 from aetl.evaluation.metrics import eval_batches
 from aetl.infra.checkpoint import load_checkpoint
+from aetl.infra.schema import Seed, check_config
 from aetl.models import AutoEncoder, place, rebuild
 from aetl.models.weights import load_weights
 from aetl.strategies import Context
 from aetl.strategies.pretrain import load_mf
+
+log = logging.getLogger(__name__)
 
 COMMANDS = ("train", "rank", "stylize", "augment")  # the commands a config runs (report reads run dirs)
 
@@ -126,10 +131,46 @@ def trained_model(run: str | Path, device: torch.device) -> tuple[AutoEncoder, d
         return _from_run_config(ckpt, target, device)
     model = place(rebuild(target["recipe"]), device)
     load_weights(model, target["model"], str(ckpt))
-    figures = json.loads(summary.read_text()) if summary.is_file() else {}
-    record = {"run": {**target["run"], **figures}, "data": target["data"], "seed": target["run"]["seed"],
-              "cache_dir": target["cache_dir"], "fit": target["fit"]}
+    run = target.get("run")
+    record = {"run": {**(run if isinstance(run, dict) else {}), **_figures(summary)}, "data": target.get("data"),
+              "seed": run.get("seed") if isinstance(run, dict) else None, "cache_dir": target.get("cache_dir"),
+              "fit": target.get("fit")}
+    _check_record(record, ckpt)
     return model.eval(), record
+
+
+@dataclass
+class Recorded:
+    """What a trained run's record gives `aetl augment` to load its pair with: checked as the
+    run's config was, before any size in it is used."""
+
+    seed: Seed
+    data: DataSettings
+    cache_dir: str | None
+
+
+def _check_record(record: dict, ckpt: Path) -> None:
+    if not isinstance(record["data"], dict) or not isinstance(record["fit"], dict):
+        raise AetlError(f"{ckpt}: it records no data config or fit; the file is damaged or not a checkpoint aetl wrote")
+    try:
+        check_config(OmegaConf.create({k: record[k] for k in ("seed", "data", "cache_dir")}), Recorded)
+    except AetlError as err:
+        raise AetlError(f"{ckpt}: its recorded {str(err).split('; ')[0]}; the file is damaged or not a checkpoint "
+                        "aetl wrote") from None
+
+
+def _figures(summary: Path) -> dict:
+    """summary.json's figures (only copied into what is written): {} with a warning when damaged."""
+    if not summary.is_file():
+        return {}
+    try:
+        figures = json.loads(summary.read_text())
+    except (OSError, ValueError) as err:
+        figures = err
+    if not isinstance(figures, dict):
+        log.warning("%s is damaged (%s): its figures are left out", summary, type(figures).__name__)
+        return {}
+    return figures
 
 
 def _from_run_config(ckpt: Path, target: dict, device: torch.device) -> tuple[AutoEncoder, dict]:
@@ -150,4 +191,5 @@ def _from_run_config(ckpt: Path, target: dict, device: torch.device) -> tuple[Au
     summary = json.loads(needed[0].read_text())
     record = {"run": summary, "data": OmegaConf.to_container(cfg.data, resolve=True), "seed": cfg.seed,
               "cache_dir": cfg.get("cache_dir"), "fit": summary}
+    _check_record(record, ckpt)
     return model.eval(), record

@@ -62,11 +62,26 @@ started = time.perf_counter()
 from omegaconf import OmegaConf
 from aetl.data.imagecache import ImageCache
 imported = time.perf_counter()
+checked = [0.0]  # seconds spent in the entry's integrity check
+if len(sys.argv) > 4:  # verify: the check as it runs; full: every file hashed whole; skip: no check
+    import aetl.data.imagecache as imagecache
+    import aetl.infra.integrity as integrity
+    if sys.argv[4] == "full":
+        integrity._stamps = lambda entry: {}
+
+    def timed(entry, names, verify=imagecache.verify):
+        started = time.perf_counter()
+        try:
+            return verify(entry, names) if sys.argv[4] != "skip" else None
+        finally:
+            checked[0] += time.perf_counter() - started
+
+    imagecache.verify = timed
 if sys.argv[1] != "-":
     spec = OmegaConf.create({"_target_": "aetl.data.domains.folder.load", "root": sys.argv[1], "size": int(sys.argv[3]),
                              "skip_bad": True})
     domain = ImageCache(sys.argv[2]).load(spec, "source")[0]
-    print(json.dumps({"load_s": time.perf_counter() - imported, "n": len(domain.images),
+    print(json.dumps({"load_s": time.perf_counter() - imported, "check_s": checked[0], "n": len(domain.images),
                       "shape": list(domain.images.shape[1:])}))
 """
 
@@ -117,9 +132,31 @@ def child(args: list[str]) -> tuple[str, str, float, float]:
     return proc.stdout, proc.stderr, time.perf_counter() - started, peak
 
 
-def load(folder: Path, cache: Path, size: int) -> dict:
-    out, _, wall, peak = child([sys.executable, "-c", LOAD, str(folder), str(cache), str(size)])
+def load(folder: Path, cache: Path, size: int, check: str = "verify") -> dict:
+    out, _, wall, peak = child([sys.executable, "-c", LOAD, str(folder), str(cache), str(size), check])
     return {**json.loads(out), "wall_s": wall, "peak_rss_mib": peak}
+
+
+def check_cost(folder: Path, cache: Path, size: int, rounds: int) -> dict:
+    """A warm load's seconds with the entry's integrity check as it runs (sizes, headers, labels,
+    sampled blocks; the whole file hashed only when it changed since its last check), with the
+    whole file hashed (as on the first open after a change), and without any check, in
+    alternating order; and, within each checked load, the share of its seconds the check took
+    (the figure a busy machine disturbs least): medians of rounds."""
+    modes = ("verify", "full", "skip")
+    times: dict[str, list[float]] = {m: [] for m in modes}
+    shares: dict[str, list[float]] = {m: [] for m in modes}
+    for r in range(rounds):
+        for mode in modes[:: 1 if r % 2 == 0 else -1]:
+            got = load(folder, cache, size, mode)
+            times[mode].append(got["load_s"])
+            shares[mode].append(got["check_s"] / (got["load_s"] - got["check_s"]))
+    med = {m: statistics.median(times[m]) for m in modes}
+    return {"warm_load_verify_s": med["verify"], "warm_load_full_s": med["full"], "warm_load_skip_s": med["skip"],
+            "warm_load_rounds": {m: [round(t, 3) for t in times[m]] for m in modes}, "load_rounds": rounds,
+            "check_over_none": med["verify"] / med["skip"], "full_check_over_none": med["full"] / med["skip"],
+            "check_share": statistics.median(shares["verify"]), "full_check_share": statistics.median(shares["full"]),
+            "check_share_rounds": [round(x, 4) for x in shares["verify"]]}
 
 
 def train_speed(folder: Path, cache: Path, size: int, model_name: str, steps: int, batch: int, rounds: int) -> dict:
@@ -198,6 +235,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64, help="training batch (default 64)")
     parser.add_argument("--run-batch", type=int, default=16, help="aetl train's pretraining batch (default 16)")
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds per storage mode (default 3)")
+    parser.add_argument("--load-only", action="store_true", help="stop after the loads (skip steps 4 and 5)")
     parser.add_argument("--dir", type=Path, help="work dir (default: a temporary one, removed after); kept, and "
                                                  "its photos reused by the next run with the same --n")
     args = parser.parse_args()
@@ -220,8 +258,10 @@ def main() -> None:
         second = load(folder, cache / "a", args.size)
         result.update(second_load_s=second["load_s"], second_load_peak_rss_mib=second["peak_rss_mib"])
         result["import_only_peak_rss_mib"] = child([sys.executable, "-c", LOAD, "-"])[3]
-        result.update(train_speed(folder, cache / "a", args.size, args.model, args.steps, args.batch, args.rounds))
-        result.update(run_twice(folder, cache / "b", args.size, args.model, args.run_batch, work / "runs"))
+        result.update(check_cost(folder, cache / "a", args.size, args.rounds))
+        if not args.load_only:
+            result.update(train_speed(folder, cache / "a", args.size, args.model, args.steps, args.batch, args.rounds))
+            result.update(run_twice(folder, cache / "b", args.size, args.model, args.run_batch, work / "runs"))
         result["load_after"] = os.getloadavg()[0]
     finally:
         if not args.dir:
@@ -240,7 +280,22 @@ def table(r: dict) -> str:
             ("second load (list, fingerprint, map)", f"{r['second_load_s']:.2f} s, peak RSS "
                                                       f"{r['second_load_peak_rss_mib']:.0f} MiB"),
             ("a process that only imports aetl", f"peak RSS {r['import_only_peak_rss_mib']:.0f} MiB"),
-            (f"training, model={r['model']}, storage=device", f"{r['train_device_images_per_s']:.1f} images/s"),
+            ("warm load: no check / check / whole file hashed",
+             f"{r['warm_load_skip_s']:.3f} / {r['warm_load_verify_s']:.3f} / {r['warm_load_full_s']:.3f} s "
+             f"(medians of {r['load_rounds']})"),
+            ("check / no check (whole file hashed / no check)",
+             f"{r['check_over_none']:.3f} ({r['full_check_over_none']:.3f})"),
+            ("the check's seconds / the rest of the load, within each load (whole file hashed)",
+             f"{r['check_share']:.4f} ({r['full_check_share']:.4f})")]
+    if "train_device_images_per_s" in r:  # not with --load-only
+        rows += training_rows(r)
+    rows.append(("load average before / after", f"{r['load_before']:.1f} / {r['load_after']:.1f} "
+                                                f"on {r['cores']} cores"))
+    return "\n".join(["| measure | value |", "|---|---|", *(f"| {a} | {b} |" for a, b in rows)])
+
+
+def training_rows(r: dict) -> list[tuple[str, str]]:
+    rows = [(f"training, model={r['model']}, storage=device", f"{r['train_device_images_per_s']:.1f} images/s"),
             (f"training, model={r['model']}, storage=stream", f"{r['train_stream_images_per_s']:.1f} images/s "
                                                        f"({r['stream_workers']} worker(s))"),
             ("stream / device", f"{r['stream_over_device']:.3f}")]
@@ -248,9 +303,7 @@ def table(r: dict) -> str:
         load_s = r[f"run_{name}_source_load_s"]
         rows.append((f"aetl train, {name} run: source load, peak RSS",
                      f"{'n/a' if load_s is None else f'{load_s:.2f} s'}, {r[f'run_{name}_peak_rss_mib']:.0f} MiB"))
-    rows.append(("load average before / after", f"{r['load_before']:.1f} / {r['load_after']:.1f} "
-                                                f"on {r['cores']} cores"))
-    return "\n".join(["| measure | value |", "|---|---|", *(f"| {a} | {b} |" for a, b in rows)])
+    return rows
 
 
 if __name__ == "__main__":

@@ -73,8 +73,14 @@ def resealed_with_bad_labels(entry):  # damage that matches its checksum: the pr
     integrity.seal(entry, ("images.npy", "labels.npy", "entry.json"))
 
 
+def resealed_as_other_dtypes(entry):  # a crafted entry, checksum remade without promises: the arrays still checked
+    np.save(entry / "images.npy", np.load(entry / "images.npy").astype(np.int16))
+    np.save(entry / "labels.npy", np.load(entry / "labels.npy").astype(float))
+    integrity.seal(entry, ("images.npy", "labels.npy", "entry.json"))
+
+
 DAMAGE = [flip_pixels, truncate, labels_out_of_range, labels_header_huge, metadata_edited, checksum_missing,
-          checksum_edited, resealed_with_bad_labels]
+          checksum_edited, resealed_with_bad_labels, resealed_as_other_dtypes]
 
 
 @pytest.mark.parametrize("damage", DAMAGE, ids=lambda d: d.__name__)
@@ -118,6 +124,17 @@ def test_a_large_file_is_hashed_whole_once_then_when_it_changes(tmp_path, monkey
         f.write(bytes([255 - byte[0]]))
     assert integrity.verify(entry, ("images.npy",)) == "images.npy's bytes differ from its checksum"
     assert hashed == ["images.npy"]
+    # damage the file system does not see (its stamp made to match): a sampled block still tells
+    integrity.seal(entry, ("images.npy",))
+    with open(entry / "images.npy", "r+b") as f:
+        f.seek(-1, 2)
+        last = f.read(1)
+        f.seek(-1, 2)
+        f.write(bytes([255 - last[0]]))
+    integrity._stamp(entry, {"images.npy": integrity._stat(entry / "images.npy")})
+    hashed.clear()
+    assert integrity.verify(entry, ("images.npy",)) == "images.npy's bytes differ from its checksum"
+    assert hashed == []
 
 
 def _entry(cache_dir):

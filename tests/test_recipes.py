@@ -45,6 +45,8 @@ CRAFTED = [
     (set_in("n_classes", value=-5), r"n_classes must be in \[0, 65536\], got -5"),
     (set_in("n_classes", value=2.5), r"n_classes must be an integer in \[0, 65536\], got 2.5"),
     (set_in("model_cfg", value=None), r"its recipe names no model"),
+    (set_in("model_cfg", "latent_dim", value=True), r"model\.latent_dim must be an integer in \[1, 65536\], got True"),
+    (set_in("in_shape", value=[1, 8.0, 8]), r"in_shape height must be an integer in \[1, 4096\], got 8\.0"),
 ]
 
 
@@ -55,6 +57,15 @@ def test_a_crafted_recipe_is_one_line(tmp_path, edit, message):
         load_checkpoint(path, "source")
     assert str(raised.value).startswith(str(path)) and "\n" not in str(raised.value)
     assert str(raised.value).endswith("the file is damaged or not a checkpoint aetl wrote")
+
+
+def test_a_recipe_with_a_key_the_model_does_not_take_is_one_line(tmp_path):
+    from aetl.strategies.pretrain import load_mf
+
+    path = source_pt(tmp_path / "source.pt", set_in("model_cfg", "evil", value=1))
+    with pytest.raises(AetlError, match=r"^the checkpoint's recipe does not build a MLPAE \(.*unexpected keyword "
+                                        r"argument 'evil'\); the file is damaged or not a checkpoint aetl wrote$"):
+        load_mf(load_checkpoint(path, "source"), str(path), torch.device("cpu"))
 
 
 def test_a_sound_recipe_loads(tmp_path):
@@ -72,3 +83,25 @@ def test_rank_with_a_huge_latent_dim_is_one_line_and_exit_2(tmp_path, monkeypatc
     assert err[-1].endswith(f"{path}: its recipe's model.latent_dim must be in [1, 65536], got 10000000000; "
                             "the file is damaged or not a checkpoint aetl wrote")
     assert not any("Traceback" in line for line in err)
+
+
+def target_pt(path, data, seed=0):
+    model = build_model(OmegaConf.create(MLP), (1, 8, 8))
+    torch.save(pack("target", model.state_dict(), model.recipe, run={"seed": seed, "strategy": "scratch"}, data=data,
+                    fit={}, cache_dir=None), path)
+    return path
+
+
+@pytest.mark.parametrize("data,seed,message", [
+    ({"image_size": 10**10, "channels": 1}, 0, r"its recorded data\.image_size must be in \[1, 4096\], got 10000000000"),
+    ({"image_size": 8, "channels": 1, "target": {"n_test": "500"}}, 0, r"its recorded data\.target\.n_test must be"),
+    ({"image_size": 8, "channels": 1}, -1, r"its recorded seed must be in \[0, 4294967295\], got -1"),
+    ("not a mapping", 0, r"it records no data config or fit"),
+])
+def test_a_target_checkpoint_records_sizes_that_are_checked(tmp_path, data, seed, message):
+    from aetl.api import trained_model
+
+    path = target_pt(tmp_path / "target.pt", data, seed)
+    with pytest.raises(AetlError, match=message) as raised:
+        trained_model(path, torch.device("cpu"))
+    assert str(raised.value).startswith(str(path)) and str(raised.value).endswith("not a checkpoint aetl wrote")

@@ -32,6 +32,7 @@ from aetl.infra.signals import StopSignals
 from aetl.models import AutoEncoder
 from aetl.strategies.pretrain import settle_mf
 from aetl.strategies.transfer import transfer
+from aetl.training.budget import check_memory
 from aetl.training.context import RunContext
 from aetl.training.loop import Loop, TrainerSettings
 
@@ -102,6 +103,7 @@ def _train(ctx: RunContext) -> dict:
     if cfg.trainer.threads:
         torch.set_num_threads(int(cfg.trainer.threads))
     strategy = instantiate(cfg.strategy)
+    check_memory(cfg, ctx.device)  # before anything is decoded or allocated
     source = load_source(cfg.data, ctx.device, cfg.cache_dir)
     target = load_target(cfg.data, cfg.seed, cfg.cache_dir)
     # Mf: for the strategy, and to choose the target's fit where it is auto (then scratch needs it too)

@@ -189,7 +189,11 @@ def _meta_problem(meta: object, images: np.ndarray, labels: np.ndarray) -> str |
     if not all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in (meta.get("classes"),
                                                                                    meta.get("notes"))):
         return "its entry.json lists no classes or notes"
-    if meta.get("shape") != list(images.shape) or images.ndim != 4 or labels.shape != images.shape[:1]:
+    if images.dtype != np.uint8 or images.ndim != 4:
+        return f"images.npy holds {images.dtype} {list(images.shape)}, not uint8 images (N, C, H, W)"
+    if labels.dtype.kind not in "iu" or labels.shape != images.shape[:1]:
+        return f"labels.npy holds {labels.dtype} {list(labels.shape)}, not {len(images)} integer labels"
+    if meta.get("shape") != list(images.shape):
         return f"its entry.json says shape {meta.get('shape')} where images.npy holds {list(images.shape)}"
     if labels.size and (labels.min() < -1 or labels.max() >= max(1, len(meta["classes"]))):
         return f"labels.npy holds labels outside [-1, {len(meta['classes'])})"

@@ -17,7 +17,6 @@ from last.pt.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -31,6 +30,7 @@ from aetl.data.domains.decode import usable_cores
 from aetl.data.imagecache import ImageCache
 from aetl.errors import AetlError
 from aetl.infra.distributed import SINGLE, World
+from aetl.infra.resources import available_memory
 
 log = logging.getLogger(__name__)
 MODES = ("auto", "device", "stream")
@@ -124,19 +124,9 @@ class Storage:
 
 
 def free_memory(device: torch.device) -> int | None:
-    """Bytes free on the device: a GPU's free memory, else the host's available memory."""
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
-    try:
-        with open("/proc/meminfo") as f:
-            fields = dict(line.split(":", 1) for line in f)
-        return int(fields["MemAvailable"].split()[0]) * 1024
-    except (OSError, KeyError, ValueError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):
-        return None  # unknown: auto keeps the images on the device
+    """Bytes free on the device: a GPU's free memory, else the host's available memory (within a
+    cgroup's limit)."""
+    return available_memory(device.type)
 
 
 def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:

@@ -62,6 +62,7 @@ def load_checkpoint(path: str | Path, kind: str | None = None) -> dict:
 DAMAGED = "the file is damaged or not a checkpoint aetl wrote"
 SHAPE = {"channels": Spec("choice", choices=(1, 3)), "image size": spec_of(ImageSize)}
 CLASSES = Spec("int", lo=0, hi=65536)
+FEATURES = Spec("int", lo=1, hi=3 * 4096 * 4096)
 
 
 def check_recipe(recipe: Any, path: Path) -> None:
@@ -82,10 +83,14 @@ def check_recipe(recipe: Any, path: Path) -> None:
         raise AetlError(f"{path}: its recipe names no model (model_cfg._target_); {DAMAGED}")
     declared = declarations(cfg["_target_"]) if cfg["_target_"].startswith("aetl.") else {}  # imports only aetl
     checks = [(f"model.{k}", v, spec_of(declared[k])) for k, v in cfg.items() if k in declared]
-    if not (isinstance(shape, list) and len(shape) == 3):
+    if isinstance(shape, list) and len(shape) == 1:  # a part fed with codes (concat's decoder)
+        checks += [("in_shape features", shape[0], FEATURES)]
+    elif isinstance(shape, list) and len(shape) == 3:
+        checks += [("in_shape channels", shape[0], SHAPE["channels"]),
+                   ("in_shape height", shape[1], SHAPE["image size"]), ("in_shape width", shape[2], SHAPE["image size"])]
+    else:
         raise AetlError(f"{path}: its recipe's in_shape is {shape!r}, not [channels, height, width]; {DAMAGED}")
-    checks += [("in_shape channels", shape[0], SHAPE["channels"]), ("in_shape height", shape[1], SHAPE["image size"]),
-               ("in_shape width", shape[2], SHAPE["image size"]), ("n_classes", n_classes, CLASSES)]
+    checks.append(("n_classes", n_classes, CLASSES))
     for key, value, spec in checks:
         need = spec.problem(value) if spec is not None else None
         if need:

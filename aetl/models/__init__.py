@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
@@ -116,7 +117,12 @@ def rebuild(recipe: dict) -> AutoEncoder:
         return _autoencoder_class(recipe["class"]).from_recipe(recipe)
     found = _autoencoder_class(str(recipe["model_cfg"].get("_target_")))
     cfg = OmegaConf.create(found.upgrade_config(recipe["model_cfg"]))
-    return build_model(cfg, tuple(recipe["in_shape"]), recipe["n_classes"])
+    try:
+        return build_model(cfg, tuple(recipe["in_shape"]), recipe["n_classes"])
+    except InstantiationException as err:  # a key the model does not take (load_checkpoint checked the values)
+        cause = str(err.__cause__ or err).strip().splitlines()[-1]
+        raise AetlError(f"the checkpoint's recipe does not build a {found.__name__} ({cause}); the file is damaged "
+                        "or not a checkpoint aetl wrote") from None
 
 
 def _autoencoder_class(path: str) -> type[AutoEncoder]:
