@@ -113,7 +113,8 @@ def run(command: str, cfg: DictConfig, out_dir: str | Path) -> dict:
 def trained_model(run: str | Path, device: torch.device) -> tuple[AutoEncoder, dict]:
     """The transferred model of a finished `aetl train` run, and what its target.pt records
     of the run: `run` (strategy, pair, seed, ...; with summary.json's figures when it is
-    beside it), `data` (the data config), `seed`, `cache_dir` and `fit` (the target's).
+    beside it), `data` (the data config), `seed` and `fit` (the target's). (A target.pt an older
+    aetl wrote also names the cache_dir of the machine that wrote it: never read.)
     `run` is the run dir or a target.pt file, which is enough on its own."""
     path = Path(str(run)).expanduser()
     ckpt = path / "checkpoints" / "target.pt" if path.is_dir() else path
@@ -128,7 +129,7 @@ def trained_model(run: str | Path, device: torch.device) -> tuple[AutoEncoder, d
     load_weights(model, target["model"], str(ckpt))
     figures = json.loads(summary.read_text()) if summary.is_file() else {}
     record = {"run": {**target["run"], **figures}, "data": target["data"], "seed": target["run"]["seed"],
-              "cache_dir": target["cache_dir"], "fit": target["fit"]}
+              "fit": target["fit"]}
     return model.eval(), record
 
 
@@ -149,5 +150,5 @@ def _from_run_config(ckpt: Path, target: dict, device: torch.device) -> tuple[Au
     load_weights(model, target["model"], str(ckpt))
     summary = json.loads(needed[0].read_text())
     record = {"run": summary, "data": OmegaConf.to_container(cfg.data, resolve=True), "seed": cfg.seed,
-              "cache_dir": cfg.get("cache_dir"), "fit": summary}
+              "fit": summary}
     return model.eval(), record

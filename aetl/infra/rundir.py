@@ -161,6 +161,7 @@ def atomic_write(path: Path, write: Callable[[Any], Any]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
+            os.chmod(tmp, file_mode())  # mkstemp makes it 0600: the file gets what open() would give it
             write(f)
             f.flush()
             os.fsync(f.fileno())
@@ -172,6 +173,28 @@ def atomic_write(path: Path, write: Callable[[Any], Any]) -> None:
             raise AetlError(f"could not write {path} ({err.strerror or err}); free some space or fix the "
                             f"permissions and run again (any earlier {path.name} is kept)") from None
         raise
+
+
+def file_mode() -> int:
+    """The permissions a new file gets from open() under this process's umask (0644 under 022,
+    0664 under 002): what aetl's files get too, so a team can share run dirs and caches."""
+    return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where the system tells it (Linux), else
+    set and put back at once (os.umask has no read-only form). Read at every write: a program
+    that imports aetl may change its umask."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def resume_hint(root: Path) -> str:
