@@ -129,7 +129,7 @@ def _train(ctx: RunContext) -> dict:
         "model": type(model).__name__, "latent_dim": model.latent_dim, "image_shape": list(pair.shape),
         **source.fit.summary("source"), **pair.target.fit.summary("target"),
         "source_model": mf.origin if mf else None, "source_cache": mf.cache if mf else None,
-        "source_labels": trained["source_labels"], "align": cfg.trainer.align.kind,
+        "source_labels": trained["source_labels"], "align": cfg.trainer.align.kind, "target_cache": choice.cache,
         "transfer_steps": choice.steps, **choice.record(),
     }
     if cfg.app.get("_target_"):

@@ -66,6 +66,25 @@ class Run:
     def metrics_bytes(self) -> int:
         return self.metrics_path.stat().st_size if self.enabled and self.metrics_path.is_file() else 0
 
+    def metrics_since(self, size: int) -> list[str]:
+        """The lines metrics.jsonl gained after it was `size` bytes long."""
+        if not self.enabled or not self.metrics_path.is_file():
+            return []
+        with open(self.metrics_path, "rb") as f:
+            f.seek(size)
+            return f.read().decode().splitlines()
+
+    def replay_metrics(self, lines: Sequence[str]) -> None:
+        """Lines another job logged (a cached model's training), appended as they were, to the
+        loggers too."""
+        if not self.enabled or not lines:
+            return
+        with open(self.metrics_path, "a") as f:
+            f.write("".join(line + "\n" for line in lines))
+        for logger in self.loggers:
+            for line in lines:
+                logger.log(json.loads(line))
+
     def truncate_metrics(self, size: int) -> None:
         """Drop what metrics.jsonl gained after a checkpoint that recorded its size."""
         if self.enabled and self.metrics_path.is_file() and self.metrics_path.stat().st_size > size:
