@@ -45,7 +45,7 @@ class SourceCache:
     """Mf: `<dir>/<key>/source.pt`."""
 
     NAME, KIND = "source.pt", ""
-    WHAT = "source model"
+    WHAT, AGAIN = "source model", "pretraining again"
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).expanduser() / self.KIND if self.KIND else Path(root).expanduser()
@@ -71,7 +71,7 @@ class SourceCache:
         try:
             return load_checkpoint(path)
         except AetlError as err:
-            log.warning("ignoring the unreadable cache entry %s (%s); making it again", path, err)
+            log.warning("ignoring the unreadable cache entry %s (%s); %s", path, err, self.AGAIN)
             return None
 
     def store(self, key: str, state: dict, spec: dict) -> Path | None:
@@ -92,14 +92,14 @@ class TargetCache(SourceCache):
     """Transferred models: `<dir>/targets/<key>/target.pt`, with what the run that trained it logged."""
 
     NAME, KIND = "target.pt", "targets"
-    WHAT = "target model"
+    WHAT, AGAIN = "target model", "training again"
 
 
 class FitCache(SourceCache):
     """The target's fit, chosen label-free with Mf: `<dir>/fits/<key>/fit.json`."""
 
     NAME, KIND = "fit.json", "fits"
-    WHAT = "fit choice"
+    WHAT, AGAIN = "fit choice", "choosing again"
 
     def load(self, key: str) -> dict | None:
         path = self.entry(key)
@@ -108,7 +108,7 @@ class FitCache(SourceCache):
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as err:
-            log.warning("ignoring the unreadable cache entry %s (%s); choosing again", path, err)
+            log.warning("ignoring the unreadable cache entry %s (%s); %s", path, err, self.AGAIN)
             return None
         return record if isinstance(record, dict) else None
 
