@@ -118,7 +118,8 @@ def run(command: str, cfg: DictConfig, out_dir: str | Path) -> dict:
 def trained_model(run: str | Path, device: torch.device) -> tuple[AutoEncoder, dict]:
     """The transferred model of a finished `aetl train` run, and what its target.pt records
     of the run: `run` (strategy, pair, seed, ...; with summary.json's figures when it is
-    beside it), `data` (the data config), `seed`, `cache_dir` and `fit` (the target's).
+    beside it), `data` (the data config), `seed` and `fit` (the target's). (A target.pt an older
+    aetl wrote also names the cache_dir of the machine that wrote it: never read.)
     `run` is the run dir or a target.pt file, which is enough on its own."""
     path = Path(str(run)).expanduser()
     ckpt = path / "checkpoints" / "target.pt" if path.is_dir() else path
@@ -133,8 +134,7 @@ def trained_model(run: str | Path, device: torch.device) -> tuple[AutoEncoder, d
     load_weights(model, target["model"], str(ckpt))
     run = target.get("run")
     record = {"run": {**(run if isinstance(run, dict) else {}), **_figures(summary)}, "data": target.get("data"),
-              "seed": run.get("seed") if isinstance(run, dict) else None, "cache_dir": target.get("cache_dir"),
-              "fit": target.get("fit")}
+              "seed": run.get("seed") if isinstance(run, dict) else None, "fit": target.get("fit")}
     _check_record(record, ckpt)
     return model.eval(), record
 
@@ -146,14 +146,13 @@ class Recorded:
 
     seed: Seed
     data: DataSettings
-    cache_dir: str | None
 
 
 def _check_record(record: dict, ckpt: Path) -> None:
     if not isinstance(record["data"], dict) or not isinstance(record["fit"], dict):
         raise AetlError(f"{ckpt}: it records no data config or fit; the file is damaged or not a checkpoint aetl wrote")
     try:
-        check_config(OmegaConf.create({k: record[k] for k in ("seed", "data", "cache_dir")}), Recorded)
+        check_config(OmegaConf.create({k: record[k] for k in ("seed", "data")}), Recorded)
     except AetlError as err:
         raise AetlError(f"{ckpt}: its recorded {str(err).split('; ')[0]}; the file is damaged or not a checkpoint "
                         "aetl wrote") from None
@@ -190,6 +189,6 @@ def _from_run_config(ckpt: Path, target: dict, device: torch.device) -> tuple[Au
     load_weights(model, target["model"], str(ckpt))
     summary = json.loads(needed[0].read_text())
     record = {"run": summary, "data": OmegaConf.to_container(cfg.data, resolve=True), "seed": cfg.seed,
-              "cache_dir": cfg.get("cache_dir"), "fit": summary}
+              "fit": summary}
     _check_record(record, ckpt)
     return model.eval(), record

@@ -32,6 +32,20 @@ def test_a_changed_pretrain_setting_or_seed_misses(make_cfg, tmp_path):
     assert train(make_cfg("cache_dir=null"), tmp_path / "f")["source_cache"] == "off"
 
 
+def test_a_sweeps_seeds_share_one_mf_with_pretrain_seed_and_run_settings_change_no_key(make_cfg, tmp_path):
+    first = train(make_cfg("seed=0"), tmp_path / "a")
+    shared = train(make_cfg("seed=1", "trainer.pretrain.seed=0"), tmp_path / "b")
+    assert (first["source_cache"], shared["source_cache"], shared["pretrain_s"]) == ("miss", "hit", 0)
+    a, b = (load_checkpoint(tmp_path / d / "checkpoints" / "source.pt")["model"] for d in "ab")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    uncached = train(make_cfg("seed=1", "trainer.pretrain.seed=0", "cache_dir=null"), tmp_path / "c")
+    assert [shared[k] for k in FIGURES] == [uncached[k] for k in FIGURES]  # the seed alone makes Mf
+    assert train(make_cfg("seed=1"), tmp_path / "d")["source_cache"] == "miss"  # null: Mf follows the seed
+    quiet = train(make_cfg("seed=0", "trainer.checkpoint_every=7", "trainer.progress=true", "logger=csv"),
+                  tmp_path / "e")
+    assert quiet["source_cache"] == "hit" and [quiet[k] for k in FIGURES] == [first[k] for k in FIGURES]
+
+
 def _job(overrides, out, queue):
     from hydra import compose, initialize_config_module
 

@@ -210,3 +210,28 @@ def test_the_evidence_rule_never_drops_the_lowest_and_keeps_the_simplest_of_a_ti
     errors = torch.stack([base * 1.3, base * 1.005, base, base * 1.004])  # simplest first
     assert unbeaten_by_evidence(errors) == [1, 2, 3]  # 0 is clearly beaten; 1, 2, 3 are within 2% of each other
     assert unbeaten_by_evidence(errors[:1]) == [0] and unbeaten_by_evidence(errors[:, :1]) == [1, 2, 3]
+
+
+def test_every_seed_chooses_the_fit_with_one_mf_and_a_second_run_takes_it_from_the_cache(make_cfg, tmp_path,
+                                                                                          caplog):
+    """The fit's Mf is data.split_seed's (trainer.pretrain.seed's when set), whatever the run's
+    seed, and the choice is kept in the fit cache: a sweep pays for it once."""
+    from aetl.commands.train import train
+
+    auto = ["data.target.fit=auto", "trainer.pretrain.steps=30"]
+    with caplog.at_level("INFO"):
+        first = train(make_cfg(*auto, "seed=1"), tmp_path / "a")  # its own Mf is seed 1's
+    assert "fit auto: choosing with the Mf of seed 0 (shared by every seed of a sweep)" in caplog.messages
+    fit_keys = [k for k in first if k.startswith("target_") and ("fit" in k or k in ("target_margin", "target_tone",
+                                                                                     "target_invert"))]
+    alone = train(make_cfg(*auto, "seed=0", "cache_dir=null"), tmp_path / "b")  # seed 0's own Mf, no cache
+    assert first["target_fit_scores"] and [first[k] for k in fit_keys] == [alone[k] for k in fit_keys]
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        again = train(make_cfg(*auto, "seed=2", "strategy=scratch"), tmp_path / "c")
+    assert any(m.startswith("fit auto: ") and ", from the fit cache " in m and m.endswith("(chosen with seed 0's Mf)")
+               for m in caplog.messages)
+    assert not any("pretraining" in m for m in caplog.messages)  # scratch needed Mf only to choose the fit
+    assert [again[k] for k in fit_keys] == [first[k] for k in fit_keys] and again["source_model"] is None
+    shared = train(make_cfg(*auto, "seed=2", "trainer.pretrain.seed=1"), tmp_path / "d")  # Mf of seed 1 chooses
+    assert shared["source_cache"] == "hit"

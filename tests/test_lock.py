@@ -182,3 +182,48 @@ def test_two_trains_into_one_run_dir(tmp_path, monkeypatch, capsys):
     steps = [(r["phase"], r["step"]) for r in records]
     assert len(steps) == len(set(steps)) and ("pretrain", 200) in steps
     assert (tmp_path / "run" / "summary.json").is_file()
+
+
+def test_a_finished_or_failed_run_leaves_no_lock_files_and_a_held_dir_is_still_refused(make_cfg, tmp_path):
+    from aetl.commands.train import train
+
+    train(make_cfg("cache_dir=null"), tmp_path / "run")
+    assert not (tmp_path / "run" / ".lock").exists() and not (tmp_path / "run" / ".owner").exists()
+    with pytest.raises(AetlError, match="trainer.transfer.cls_weight > 0 needs a source classifier"):
+        train(make_cfg("cache_dir=null", "trainer.pretrain.cls_weight=0", "trainer.transfer.cls_weight=1"),
+              tmp_path / "failed")
+    assert sorted(p.name for p in (tmp_path / "failed").iterdir() if p.name.startswith(".")) == []
+    holder = hold(tmp_path / "failed")  # the files come back while a process holds it, and it is refused
+    try:
+        assert lock.running(tmp_path / "failed") == (tmp_path / "failed" / ".owner").read_text().strip()
+        with pytest.raises(AetlError, match=f"is in use by process {holder.pid} "):
+            lock.claim(tmp_path / "failed")
+    finally:
+        holder.terminate()
+        holder.wait()
+
+
+def test_a_lock_file_its_holder_removed_lets_only_the_next_holder_in(tmp_path):
+    """A process that opened .lock just before its holder removed it finds the file it locked
+    is no longer the run dir's, and does not count as holding the dir."""
+    path = tmp_path / lock.LOCK
+    first, second = lock.RunLock(path), lock.RunLock(path)
+    assert first.acquire() and not second.acquire()
+    late = os.open(path, os.O_RDWR)  # opened before the holder finished
+    first.release()
+    assert not path.exists()
+    assert second.acquire() and path.exists()
+    try:
+        assert lock._flock(late) and not lock._same_file(late, path)  # it would lock the removed file only
+        assert not lock.RunLock(path).acquire()
+    finally:
+        os.close(late)
+        second.release()
+    assert not path.exists()
+
+
+def test_a_command_line_claim_is_released_when_the_process_exits(tmp_path):
+    """What the command line claims before Hydra runs the job is let go (files removed) at exit."""
+    code = f"from aetl.infra.lock import claim; claim({str(tmp_path / 'run')!r})"
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert (tmp_path / "run").is_dir() and list((tmp_path / "run").iterdir()) == []

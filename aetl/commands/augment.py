@@ -29,6 +29,7 @@ class Config:
     run: str  # a finished aetl train run dir, or its checkpoints/target.pt
     device: Device
     seed: Seed  # the augmentation's own draws
+    cache_dir: str | None  # the image cache the run's images are read through (this machine's; null: none)
     eval: EvalSettings
     app: App
 # What the report groups by, copied from the trained run's record (its summary.json's figures too).
@@ -50,7 +51,7 @@ def augment(cfg: DictConfig, out_dir: Path) -> dict:
     model, trained = trained_model(cfg.run, device)
     fit = FitChoice.from_summary(trained["fit"], "target")  # the run's own
     pair = load_pair(OmegaConf.create(trained["data"]), trained["seed"], device, fit=fit,
-                     cache_dir=trained["cache_dir"])
+                     cache_dir=cfg.cache_dir)
     summary = {"run": str(cfg.run), **{k: trained["run"].get(k) for k in KEPT},
                **instantiate(cfg.app)(model, run, pair=pair)}
     run.write_summary(summary)

@@ -14,7 +14,6 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from aetl.data.fit import is_open
 from aetl.data.pair import DataSettings, Pair, frame_shape, load_source, load_target, map_target
 from aetl.data.storage import Storage
 from aetl.errors import AetlError, in_multirun, reports_errors
@@ -30,7 +29,7 @@ from aetl.infra.rundir import Run, figure, log_config, register_resolvers
 from aetl.infra.schema import App, Seed, Target, check_config
 from aetl.infra.signals import StopSignals
 from aetl.models import AutoEncoder
-from aetl.strategies.pretrain import settle_mf
+from aetl.strategies.pretrain import settle_fit
 from aetl.strategies.transfer import transfer
 from aetl.training.budget import check_memory
 from aetl.training.context import RunContext
@@ -107,9 +106,9 @@ def _train(ctx: RunContext) -> dict:
     source = load_source(cfg.data, ctx.device, cfg.cache_dir)
     target = load_target(cfg.data, cfg.seed, cfg.cache_dir)
     # Mf: for the strategy, and to choose the target's fit where it is auto (then scratch needs it too)
-    mf = settle_mf(ctx, strategy, source) if strategy.uses_source or is_open(cfg.data.target) else None
+    mf, fit = settle_fit(ctx, strategy, source, target)
     storage = Storage.of(cfg.data, ctx.device, cfg.cache_dir)
-    pair = Pair(source, map_target(target, cfg.data, source, mf and mf.model, storage), frame_shape(cfg.data))
+    pair = Pair(source, map_target(target, cfg.data, source, None, storage, fit), frame_shape(cfg.data))
 
     state = ctx.progress.state
     state.transfer_started_s = run.elapsed() if state.transfer_started_s is None else state.transfer_started_s
@@ -132,7 +131,7 @@ def _train(ctx: RunContext) -> dict:
         "model": type(model).__name__, "latent_dim": model.latent_dim, "image_shape": list(pair.shape),
         **source.fit.summary("source"), **pair.target.fit.summary("target"),
         "source_model": mf.origin if mf else None, "source_cache": mf.cache if mf else None,
-        "source_labels": trained["source_labels"], "align": cfg.trainer.align.kind,
+        "source_labels": trained["source_labels"], "align": cfg.trainer.align.kind, "target_cache": choice.cache,
         "transfer_steps": choice.steps, **choice.record(),
     }
     if cfg.app.get("_target_"):
@@ -145,8 +144,8 @@ def _train(ctx: RunContext) -> dict:
 
 def target_checkpoint(model: AutoEncoder, cfg: DictConfig, pair: Pair, trained: dict) -> dict:
     """target.pt: the model's weights and how to rebuild it (`recipe`), and what the apps need to
-    use it on their own (`aetl stylize run=<target.pt>`): the data config and the target's fit."""
+    use it on their own (`aetl stylize run=<target.pt>`): the data config and the target's fit.
+    Nothing of the machine that wrote it (no cache_dir: the reader uses its own)."""
     return pack("target", model.state_dict(), model.recipe, model_cfg=OmegaConf.to_container(cfg.model),
                 strategy=trained["strategy"], shape=list(pair.shape), run=trained,
-                data=OmegaConf.to_container(cfg.data, resolve=True), cache_dir=cfg.cache_dir,
-                fit=pair.target.fit.summary("target"))
+                data=OmegaConf.to_container(cfg.data, resolve=True), fit=pair.target.fit.summary("target"))

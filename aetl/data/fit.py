@@ -10,9 +10,11 @@ that squared error over the images' squared deviation from their mean pixel valu
 The sample is the target's pool outside its test and validation splits, in the order
 `data.split_seed` drew (aetl.data.pair), up to MAX_IMAGES: the same images for every run
 seed, and never a test image. (Each seed's own 100 training images, scored by one Mf, chose
-a crop on one seed and a resize, 16 points less accurate, on two: docs/results.md.) Mf is
-still each seed's own, so where candidates are close, seeds can still differ (the margin,
-on digits on a larger sheet); seeds that share Mf (`pretrained=`) share the choice.
+a crop on one seed and a resize, 16 points less accurate, on two: docs/results.md.) The Mf
+that scores them is one seed's too (aetl.strategies.pretrain.settle_fit: trainer.pretrain.seed,
+else data.split_seed), whatever the run's seed: each seed's own Mf disagreed about margins
+where candidates were close (crop m4 / m6 / m6 on digits on a larger sheet). The choice is kept
+in the fit cache, so a sweep makes it once.
 
 Scoring in the images' own space is what makes candidates comparable. Scored in the
 frame, framing wins by itself: the flat border it adds is easy to reconstruct, and

@@ -10,6 +10,11 @@ entry, so concurrent jobs (joblib, submitit, SLURM arrays on a shared file syste
 working locks) never train the same entry twice or read a half-written one; jobs with
 other keys do not wait. A cache folder aetl cannot write to is refused before any
 pretraining; an entry that cannot be stored (a full disk) is a warning, and the job goes on.
+
+The same mechanism keeps two more kinds of entry, each keyed by the config that can change it
+and nothing else (no run setting such as trainer.checkpoint_every, progress or the logger):
+`<dir>/targets/<key>/target.pt`, a transferred model (TargetCache: a label-budget sweep trains
+each model once) and `<dir>/fits/<key>/fit.json`, the target's `fit: auto` choice (FitCache).
 """
 
 from __future__ import annotations
@@ -40,8 +45,13 @@ def cache_key(spec: dict) -> str:
 
 
 class SourceCache:
+    """Mf: `<dir>/<key>/source.pt`."""
+
+    NAME, KIND = "source.pt", ""
+    WHAT, AGAIN = "source model", "pretraining again"
+
     def __init__(self, root: str | Path) -> None:
-        self.root = Path(root).expanduser()
+        self.root = Path(root).expanduser() / self.KIND if self.KIND else Path(root).expanduser()
         fix = "set cache_dir to a writable folder (or cache_dir=null: no cache)"
         writable(self.root, fix)
         try:
@@ -50,7 +60,7 @@ class SourceCache:
             raise AetlError(cannot_write(self.root, err, fix)) from None
 
     def entry(self, key: str) -> Path:
-        return self.root / key / "source.pt"
+        return self.root / key / self.NAME
 
     @contextlib.contextmanager
     def locked(self, key: str) -> Iterator[None]:
@@ -71,7 +81,7 @@ class SourceCache:
         try:
             return load_checkpoint(path, "source")
         except AetlError as err:
-            log.warning("ignoring the unreadable cache entry %s (%s); pretraining again", path, err)
+            log.warning("ignoring the unreadable cache entry %s (%s); %s", path, err, self.AGAIN)
             return None
 
     def store(self, key: str, state: dict, spec: dict) -> Path | None:
@@ -87,6 +97,41 @@ class SourceCache:
             log.warning("source model not cached: cannot seal %s (%s)", path.parent, err.strerror or err)
             return None
         except AetlError as err:
-            log.warning("source model not cached: %s", err)
+            log.warning("%s not cached: %s", self.WHAT, err)
+            return None
+        return path
+
+
+class TargetCache(SourceCache):
+    """Transferred models: `<dir>/targets/<key>/target.pt`, with what the run that trained it logged."""
+
+    NAME, KIND = "target.pt", "targets"
+    WHAT, AGAIN = "target model", "training again"
+
+
+class FitCache(SourceCache):
+    """The target's fit, chosen label-free with Mf: `<dir>/fits/<key>/fit.json`."""
+
+    NAME, KIND = "fit.json", "fits"
+    WHAT, AGAIN = "fit choice", "choosing again"
+
+    def load(self, key: str) -> dict | None:
+        path = self.entry(key)
+        try:
+            record = json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as err:
+            log.warning("ignoring the unreadable cache entry %s (%s); %s", path, err, self.AGAIN)
+            return None
+        return record if isinstance(record, dict) else None
+
+    def store(self, key: str, state: dict, spec: dict) -> Path | None:
+        path = self.entry(key)
+        try:
+            atomic_write(path.parent / "spec.json", lambda f: f.write(json.dumps(spec, indent=2, default=str).encode()))
+            atomic_write(path, lambda f: f.write(json.dumps(state, indent=2).encode()))
+        except AetlError as err:
+            log.warning("%s not cached: %s", self.WHAT, err)
             return None
         return path

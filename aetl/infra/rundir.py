@@ -66,6 +66,25 @@ class Run:
     def metrics_bytes(self) -> int:
         return self.metrics_path.stat().st_size if self.enabled and self.metrics_path.is_file() else 0
 
+    def metrics_since(self, size: int) -> list[str]:
+        """The lines metrics.jsonl gained after it was `size` bytes long."""
+        if not self.enabled or not self.metrics_path.is_file():
+            return []
+        with open(self.metrics_path, "rb") as f:
+            f.seek(size)
+            return f.read().decode().splitlines()
+
+    def replay_metrics(self, lines: Sequence[str]) -> None:
+        """Lines another job logged (a cached model's training), appended as they were, to the
+        loggers too."""
+        if not self.enabled or not lines:
+            return
+        with open(self.metrics_path, "a") as f:
+            f.write("".join(line + "\n" for line in lines))
+        for logger in self.loggers:
+            for line in lines:
+                logger.log(json.loads(line))
+
     def truncate_metrics(self, size: int) -> None:
         """Drop what metrics.jsonl gained after a checkpoint that recorded its size."""
         if self.enabled and self.metrics_path.is_file() and self.metrics_path.stat().st_size > size:
@@ -161,6 +180,7 @@ def atomic_write(path: Path, write: Callable[[Any], Any]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
+            os.chmod(tmp, file_mode())  # mkstemp makes it 0600: the file gets what open() would give it
             write(f)
             f.flush()
             os.fsync(f.fileno())
@@ -172,6 +192,28 @@ def atomic_write(path: Path, write: Callable[[Any], Any]) -> None:
             raise AetlError(f"could not write {path} ({err.strerror or err}); free some space or fix the "
                             f"permissions and run again (any earlier {path.name} is kept)") from None
         raise
+
+
+def file_mode() -> int:
+    """The permissions a new file gets from open() under this process's umask (0644 under 022,
+    0664 under 002): what aetl's files get too, so a team can share run dirs and caches."""
+    return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where the system tells it (Linux), else
+    set and put back at once (os.umask has no read-only form). Read at every write: a program
+    that imports aetl may change its umask."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def resume_hint(root: Path) -> str:

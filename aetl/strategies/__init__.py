@@ -51,6 +51,9 @@ class Strategy:
     Context, so a strategy keeps no state between building a model and training it."""
 
     uses_source = True  # False: no source model is pretrained or loaded
+    # False: training reads no target label, so the model is the same at every labels_per_class
+    # and the target-model cache trains it once per label-budget sweep (the probe alone is refitted)
+    reads_target_labels = True
 
     def __init__(self, name: str, pretrain: PhaseSettings | None = None,
                  target_model: ModelOverrides | None = None) -> None:

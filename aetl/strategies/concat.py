@@ -76,6 +76,7 @@ class ConcatAE(AutoEncoder):
 
 
 class Concat(Strategy):
+    reads_target_labels = False  # trains on the target images alone: one model for every label budget
     def __init__(self, name: str, at: Literal["input", "latent"] = "latent", inner: Strategy | None = None,
                  **common) -> None:
         super().__init__(name, **common)

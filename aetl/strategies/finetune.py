@@ -18,6 +18,7 @@ from aetl.training.loop import Phase
 
 
 class Finetune(Strategy):
+    reads_target_labels = False  # trains on the target images alone: one model for every label budget
     def __init__(self, name: str, encoder_lr_scale: Positive = 1.0, lr_scale: Positive = 1.0,
                  unfreeze_fraction: Share = 0.0, **common) -> None:
         super().__init__(name, **common)

@@ -19,6 +19,7 @@ from aetl.training.losses import FeatureLoss
 
 
 class FixedInit(Strategy):
+    reads_target_labels = False  # trains on the target images alone: one model for every label budget
     def __init__(self, name: str, frozen_fraction: Share = 0.3, feature_weight: NonNegative = 1e-3,
                  **common) -> None:
         super().__init__(name, **common)

@@ -24,6 +24,7 @@ MIXABLE = ("concat", "finetune", "fixed_init")
 
 
 class Mixed(Strategy):
+    reads_target_labels = False  # its parts (concat, finetune, fixed_init) read none
     """Builds only the parts it names (the YAML is not instantiated recursively): a concat
     strategy whose `inner` strategy starts and trains the target AE."""
 

@@ -1,20 +1,22 @@
 """The source model Mf: loaded from `pretrained=`, found in the cache, or pretrained
 on the source images (joined by a classification loss on the source labels when
-trainer.pretrain.cls_weight > 0, as in DRCN, Ghifary et al. 2016)."""
+trainer.pretrain.cls_weight > 0, as in DRCN, Ghifary et al. 2016); and the target's fit
+where its config leaves it to be chosen with Mf (`settle_fit`)."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 import aetl
-from aetl.data.pair import Side, frame_shape
-from aetl.infra.cache import SourceCache, cache_key
+from aetl.data.fit import MAX_IMAGES, FitChoice, is_open, target_fit
+from aetl.data.pair import Side, Unmapped, frame_shape
+from aetl.infra.cache import FitCache, SourceCache, cache_key
 from aetl.infra.checkpoint import load_checkpoint, pack
 from aetl.infra.resume import Provenance
 from aetl.models import AutoEncoder, build_model, place, rebuild
@@ -47,12 +49,21 @@ def pretrain_settings(cfg: DictConfig, overrides: dict) -> DictConfig:
     return OmegaConf.merge(cfg.trainer.pretrain, overrides)
 
 
+def mf_seed(cfg: DictConfig, pretrain: DictConfig | None = None) -> int:
+    """The seed Mf is pretrained with: trainer.pretrain.seed, or the run's seed where it is null."""
+    seed = (cfg.trainer.pretrain if pretrain is None else pretrain).get("seed")
+    return int(cfg.seed if seed is None else seed)
+
+
 def source_spec(cfg: DictConfig, pretrain: DictConfig) -> dict:
-    """Everything that determines Mf: its cache key is the hash of this."""
+    """Everything that determines Mf: its cache key is the hash of this. (Mf's seed once, as
+    `seed`: `seed=3` and `seed=5 trainer.pretrain.seed=3` are the same Mf; the run settings
+    that change nothing of it, trainer.checkpoint_every, progress, threads, the logger, are not in it.)"""
     data = {k: cfg.data[k] for k in ("source", "image_size", "channels", "split_seed")}
+    phase = {k: v for k, v in OmegaConf.to_container(pretrain, resolve=True).items() if k != "seed"}
     return OmegaConf.to_container(OmegaConf.create({
-        "data": data, "model": cfg.model, "pretrain": pretrain, "optimizer": cfg.trainer.optimizer,
-        "seed": cfg.seed, "aetl": aetl.__version__}), resolve=True)
+        "data": data, "model": cfg.model, "pretrain": phase, "optimizer": cfg.trainer.optimizer,
+        "seed": mf_seed(cfg, pretrain), "aetl": aetl.__version__}), resolve=True)
 
 
 def load_mf(state: dict, origin: str, device: torch.device, model_cfg: DictConfig | None = None,
@@ -82,7 +93,7 @@ def obtain_mf(ctx: RunContext, source: Side, overrides: dict) -> SourceModel:
         log.warning("%s has no labels: pretraining on reconstruction only (trainer.pretrain.cls_weight ignored)",
                     source.name)
         pretrain.cls_weight = 0.0
-    torch.manual_seed(cfg.seed)  # Mf's initialisation does not depend on what ran before
+    torch.manual_seed(mf_seed(cfg, pretrain))  # Mf's initialisation does not depend on what ran before
     started = time.perf_counter()
     state = ctx.progress.state if ctx.progress else None
     if state is not None:  # a resumed pretraining counts the time it spent before the interruption
@@ -126,15 +137,77 @@ def _cached_mf(ctx: RunContext, pretrain: DictConfig, source: Side) -> SourceMod
         return mf
 
 
-def settle_mf(ctx: RunContext, strategy: Strategy, source: Side) -> SourceModel:
-    """Mf as obtain_mf finds it, or as an interrupted run of this dir had settled it."""
+def settle_mf(ctx: RunContext, strategy: Strategy, source: Side, overrides: dict | None = None) -> SourceModel:
+    """Mf as obtain_mf finds it (with the strategy's pretrain overrides, or these), or as an
+    interrupted run of this dir had settled it."""
     progress = ctx.progress
     if progress is not None and progress.past_source:
         return resumed_mf(ctx, progress.state.mf)
-    mf = obtain_mf(ctx, source, strategy.pretrain)
+    mf = obtain_mf(ctx, source, strategy.pretrain if overrides is None else overrides)
     if progress is not None:
         progress.state.mf = mf.provenance()
     return mf
+
+
+def fit_seed(cfg: DictConfig, pretrain: DictConfig) -> int:
+    """The seed of the Mf that chooses an open fit: trainer.pretrain.seed, else data.split_seed;
+    one Mf for every seed of a sweep, as the images it scores are (aetl.data.pair)."""
+    seed = pretrain.get("seed")
+    return int(cfg.data.split_seed if seed is None else seed)
+
+
+def settle_fit(ctx: RunContext, strategy: Strategy, source: Side,
+               target: Unmapped) -> tuple[SourceModel | None, FitChoice | None]:
+    """Mf for the strategy (None where it needs none), and the target's fit where its config
+    leaves it open (None: a fixed fit, which map_target applies). The fit is chosen with the
+    fit seed's Mf (the run's own when it has that seed; `pretrained=` when given) and kept in the
+    fit cache, so a sweep chooses once; `strategy=scratch` obtains Mf only to choose with."""
+    cfg, world = ctx.cfg, ctx.world
+    if not is_open(cfg.data.target):
+        return (settle_mf(ctx, strategy, source) if strategy.uses_source else None), None
+    seed = fit_seed(cfg, pretrain_settings(cfg, strategy.pretrain))
+    chooser = {**strategy.pretrain, "seed": seed}  # the fit's Mf: the strategy's schedule, the fit seed
+    own = strategy.pretrain if strategy.uses_source else chooser
+    fits = FitCache(cfg.cache_dir) if cfg.cache_dir and not cfg.pretrained else None
+    spec = fit_spec(cfg, pretrain_settings(cfg, chooser), target)
+    key = cache_key(spec)
+    with fits.locked(key) if fits and world.is_main else contextlib.nullcontext():
+        found = world.broadcast(fits.load(key) if fits and world.is_main else None)
+        mf = settle_mf(ctx, strategy, source, own) if strategy.uses_source or found is None else None
+        if found is not None:
+            choice = FitChoice.from_summary(found, "target")
+            log.info("fit auto: %s, from the fit cache %s (chosen with seed %d's Mf)", choice.fit.label(),
+                     fits.entry(key), seed)
+            return mf, choice
+        same = cfg.pretrained or mf_seed(cfg, pretrain_settings(cfg, own)) == seed
+        chooser_mf = mf.model if same else _fit_mf(ctx, pretrain_settings(cfg, chooser), source)
+        choice = target_fit(target.unlabelled_images(MAX_IMAGES), cfg.data.target, cfg.data.image_size,
+                            cfg.data.channels, chooser_mf, source.levels())
+        if fits and world.is_main:
+            fits.store(key, choice.summary("target"), spec)
+    return mf, choice
+
+
+def fit_spec(cfg: DictConfig, pretrain: DictConfig, target: Unmapped) -> dict:
+    """What decides an open fit: the chooser Mf's own spec, the target's images (its image cache
+    key and fingerprint), the fit settings and splits, and the frame."""
+    keys = ("fit", "margin", "tone", "n_test", "n_val")
+    return {"kind": "fit", "mf": source_spec(cfg, pretrain), "target": target.key, "fingerprint": target.fingerprint,
+            "settings": {k: cfg.data.target.get(k) for k in keys}, "split_seed": int(cfg.data.split_seed),
+            "frame": list(frame_shape(cfg.data)), "images": MAX_IMAGES}
+
+
+def _fit_mf(ctx: RunContext, pretrain: DictConfig, source: Side) -> AutoEncoder:
+    """Mf of another seed than the run's, to choose the fit with: from the source-model cache, or
+    pretrained (and cached), out of the run's record (no source.pt, metrics or last.pt)."""
+    aside = RunContext(ctx.cfg, ctx.run, replace(ctx.loop, out=None, progress=None), ctx.device)
+    if pretrain.cls_weight > 0 and not _labelled(source):
+        pretrain.cls_weight = 0.0  # as obtain_mf does (and warns)
+    log.info("fit auto: choosing with the Mf of seed %d (shared by every seed of a sweep)", mf_seed(ctx.cfg, pretrain))
+    torch.manual_seed(mf_seed(ctx.cfg, pretrain))
+    if ctx.cfg.cache_dir:
+        return _cached_mf(aside, pretrain, source).model
+    return _pretrained(aside, pretrain, source)
 
 
 def resumed_mf(ctx: RunContext, provenance: Provenance) -> SourceModel:
@@ -155,7 +228,7 @@ def _pretrained(ctx: RunContext, p: DictConfig, source: Side) -> AutoEncoder:
                   losses=losses)
     log.info("pretraining %s on %d %s images for %d steps%s", type(model).__name__, len(source.train),
              source.name, p.steps, " with source labels" if losses else "")
-    ctx.loop.run(model, phase, source.train, source.val.pixels(), ctx.seed)
+    ctx.loop.run(model, phase, source.train, source.val.pixels(), mf_seed(ctx.cfg, p))
     return model
 
 

@@ -12,6 +12,7 @@ from aetl.training.loop import Phase
 
 class Scratch(Strategy):
     uses_source = False
+    reads_target_labels = False  # trains on the target images alone: one model for every label budget
 
     def initialise(self, model: nn.Module, ctx: Context) -> None:
         pass  # a fresh model: nothing comes from Mf

@@ -1,24 +1,36 @@
 """Transfer to T with a strategy: build each model the strategy asks for (one; `auto`: a few),
 train its phases on the target images through the one loop, and keep the one the strategy
-chooses on the target validation split."""
+chooses on the target validation split.
+
+A strategy whose training reads no target label trains the same model at every
+labels_per_class, so its model goes to the target-model cache (aetl.infra.cache.TargetCache),
+keyed by everything that can change its weights but the label budget: the next job of a
+label-budget sweep loads it (with the metrics lines and the RNG state its training left) and
+only refits the probe, with the figures an uncached run gives."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
+from omegaconf import DictConfig, OmegaConf
 
+import aetl
 from aetl.data.pair import Pair
 from aetl.errors import AetlError
 from aetl.evaluation.metrics import validation_figures
+from aetl.infra.cache import TargetCache, cache_key
 from aetl.infra.checkpoint import load_checkpoint, pack
-from aetl.infra.resume import CandidateTime
+from aetl.infra.resume import CandidateTime, rng_states, set_rng_states
 from aetl.models import AutoEncoder
 from aetl.models.weights import load_weights
 from aetl.strategies import Context, Strategy
-from aetl.strategies.pretrain import SourceModel
+from aetl.strategies.pretrain import SourceModel, pretrain_settings, source_spec
 from aetl.training.context import RunContext
 from aetl.training.loop import Phase
 from aetl.training.losses import AlignLoss, ClassifyLoss
@@ -33,6 +45,7 @@ class Choice:
     strategy: Strategy
     steps: int  # the kept model's target steps
     candidates: dict[str, dict] | None = None
+    cache: str | None = None  # the target-model cache: hit, miss, off (None: not for this strategy)
 
     def record(self) -> dict:
         return {} if self.candidates is None else {"chosen": self.strategy.name, "candidates": self.candidates}
@@ -45,6 +58,8 @@ def transfer(ctx: RunContext, strategy: Strategy, pair: Pair, mf: SourceModel | 
     if len(options) > 1 and not len(pair.target.val):
         raise AetlError(f"strategy={strategy.name} chooses on the target validation split, which is empty; "
                         "set data.target.n_val >= 1")
+    if len(options) == 1 and not strategy.reads_target_labels:
+        return _trained_once(ctx, strategy, pair, mf)
     models, steps_of, position = [], [], 0
     for candidate in options:
         model, steps = _train_candidate(ctx, candidate, pair, mf, position, several=len(options) > 1)
@@ -61,6 +76,66 @@ def transfer(ctx: RunContext, strategy: Strategy, pair: Pair, mf: SourceModel | 
     log.info("%s: chose %s on the validation split (%s)", strategy.name, options[chosen].name, "; ".join(
         f"{o.name}: val_mse {f['val_mse']:.5f}, val_acc {_pct(f['val_acc'])}" for o, f in zip(options, figures)))
     return models[chosen], Choice(options[chosen], steps_of[chosen], {o.name: f for o, f in zip(options, figures)})
+
+
+def _trained_once(ctx: RunContext, strategy: Strategy, pair: Pair, mf: SourceModel | None) -> tuple[AutoEncoder, Choice]:
+    """The model of a strategy whose training reads no target label: from the target-model cache,
+    or trained and stored there (once per key: a job holds the key's lock while it trains)."""
+    cfg, run = ctx.cfg, ctx.run
+    resuming = ctx.progress is not None and ctx.progress.past_source  # carries its own training on
+    if not cfg.cache_dir or resuming or ctx.world.size > 1:
+        model, steps = _train_candidate(ctx, strategy, pair, mf, 0, several=False)
+        return model, Choice(strategy, steps, cache="off")
+    cache, spec = TargetCache(cfg.cache_dir), target_spec(ctx, strategy, pair, mf)
+    key = cache_key(spec)
+    with cache.locked(key):
+        state = cache.load(key)
+        if state is not None:
+            torch.manual_seed(ctx.seed + 1)  # built as the run that trained it built it
+            model = strategy.build(Context(cfg.model, pair.shape, mf=mf.model if mf and strategy.uses_source else None,
+                                           device=ctx.device))
+            load_weights(model, state["model"], str(cache.entry(key)))
+            run.replay_metrics(state["metrics"])
+            set_rng_states(state["rng"])
+            log.info("target model: cache hit %s (trained once for every labels_per_class; the probe is refitted)",
+                     cache.entry(key))
+            return model, Choice(strategy, int(state["steps"]), cache="hit")
+        log.info("target model: cache miss, training into %s", cache.entry(key))
+        start = run.metrics_bytes()
+        model, steps = _train_candidate(ctx, strategy, pair, mf, 0, several=False)
+        cache.store(key, pack("candidate", model.state_dict(), model.recipe, steps=steps, rng=rng_states(),
+                              metrics=run.metrics_since(start)), spec)
+    return model, Choice(strategy, steps, cache="miss")
+
+
+def target_spec(ctx: RunContext, strategy: Strategy, pair: Pair, mf: SourceModel | None) -> dict:
+    """Everything that can change a label-free strategy's model, and nothing else: the data but the
+    label budget (and where the images live), the fit, Mf's identity, the model, the strategy, the
+    transfer settings, the seed, the device's kind and aetl's version. Run settings that change no
+    weight (checkpoint_every, progress, threads, the logger, cache_dir) are not in it."""
+    cfg = ctx.cfg
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    data["target"].pop("labels_per_class", None)
+    for key in ("storage", "memory_share", "workers"):
+        data.pop(key, None)
+    trainer = {k: cfg.trainer[k] for k in ("optimizer", "transfer", "align", "eval_every", "compile")}
+    return {"kind": "target", "data": data, "fit": pair.target.fit.fit.record(), "mf": _mf_identity(cfg, strategy, mf),
+            "model": OmegaConf.to_container(cfg.model, resolve=True), "strategy": _plain(cfg.strategy),
+            "trainer": _plain(OmegaConf.create(trainer)), "precision": ctx.loop.precision, "seed": ctx.seed,
+            "device": ctx.device.type, "aetl": aetl.__version__}
+
+
+def _mf_identity(cfg: DictConfig, strategy: Strategy, mf: SourceModel | None) -> dict | str | None:
+    """What Mf the model started from: the spec it was pretrained from, or the hash of the file given."""
+    if mf is None or not strategy.uses_source:
+        return None
+    if cfg.pretrained:
+        return hashlib.sha256(Path(str(cfg.pretrained)).expanduser().read_bytes()).hexdigest()
+    return source_spec(cfg, pretrain_settings(cfg, strategy.pretrain))
+
+
+def _plain(node: DictConfig) -> dict:
+    return json.loads(json.dumps(OmegaConf.to_container(node, resolve=True), default=str))
 
 
 def _train_candidate(ctx: RunContext, candidate: Strategy, pair: Pair, mf: SourceModel | None, position: int,

@@ -25,7 +25,7 @@ from aetl.evaluation.metrics import recon_errors
 from aetl.infra.distributed import SINGLE, World
 from aetl.infra.resume import LoopState, rng_states, set_rng_states
 from aetl.infra.rundir import Run, log_to_files, resume_hint
-from aetl.infra.schema import Count, Device, Natural, NonNegative, Positive, Target
+from aetl.infra.schema import Count, Device, Natural, NonNegative, Positive, Seed, Target
 from aetl.models import AutoEncoder
 from aetl.training.losses import AlignSettings, Step
 
@@ -50,6 +50,14 @@ class PhaseSettings:
 
 
 @dataclass
+class PretrainSettings(PhaseSettings):
+    """trainer.pretrain: a phase, and the seed Mf is pretrained with."""
+
+    seed: Seed | None = None  # null: the run's `seed` (each seed of a sweep its own Mf); a number: that Mf
+                              # for every seed (pretrained once; the seeds' spread then leaves Mf's out)
+
+
+@dataclass
 class TrainerSettings:
     """The `trainer` config: how every phase trains."""
 
@@ -61,7 +69,7 @@ class TrainerSettings:
     eval_every: Natural
     progress: bool
     checkpoint_every: Count
-    pretrain: PhaseSettings
+    pretrain: PretrainSettings
     transfer: PhaseSettings
     align: AlignSettings
 
