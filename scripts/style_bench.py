@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from aetl.api import trained_model
-from aetl.apps.checkerboard import checkerboard
+from aetl.apps.checkerboard import checkerboard, speckle
 from aetl.apps.refine import StyleLoss, gatys, refine
 from aetl.apps.style import load_image, stylize
 from aetl.infra.grid import labelled_grid, png_info
@@ -83,22 +83,26 @@ def checkerboard_table(models: dict, steps: int) -> list[str]:
 
 
 def grid_everywhere(model, steps: int) -> list[str]:
-    """Markdown rows: the checkerboard of every content with every style, feed-forward and
-    refined (style weight 10 x alpha, as the app sets it), at every alpha above 0."""
+    """Markdown rows: the checkerboard, then the speckle, of every content with every style,
+    feed-forward and refined (style weight 10 x alpha, as the app sets it), at every alpha above 0."""
     alphas = ALPHAS[1:]
-    rows = ["| content x style | " + " | ".join(f"alpha {a:g}: FF / refined" for a in alphas) + " |",
+    head = ["| content x style | " + " | ".join(f"alpha {a:g}: FF / refined" for a in alphas) + " |",
             "|---|" + "---|" * len(alphas)]
+    grid_rows, speckle_rows = list(head), list(head)
     for c in CONTENTS:
         for s in STYLES:
             content, style = picture(c), picture(s)
             loss = StyleLoss(model, content, style)
-            cells = []
+            grid_cells, speckle_cells = [], []
             for a in alphas:
                 fed = stylize(model, content, style, "wct", a)
                 polished = refine(model, fed, loss, steps, 10.0 * a).image
-                cells.append(f"{checkerboard(fed, content):.2f} / {checkerboard(polished, content):.2f}")
-            rows.append(f"| {short(c)} x {short(s)} | " + " | ".join(cells) + " |")
-    return rows
+                grid_cells.append(f"{checkerboard(fed, content):.2f} / {checkerboard(polished, content):.2f}")
+                speckle_cells.append(f"{speckle(fed, content):.2f} / {speckle(polished, content):.2f}")
+            grid_rows.append(f"| {short(c)} x {short(s)} | " + " | ".join(grid_cells) + " |")
+            speckle_rows.append(f"| {short(c)} x {short(s)} | " + " | ".join(speckle_cells) + " |")
+    return grid_rows + ["", "Speckle (aetl.apps.checkerboard.speckle: the share of power at every period under 4 "
+                            "pixels, in every direction, over the content's), the same images:", ""] + speckle_rows
 
 
 def compare(model, content_name: str, style_name: str, steps: int, max_steps: int, weight: float) -> dict:
