@@ -112,7 +112,7 @@ def sheet(shown: list[tuple[np.ndarray, tuple, tuple]], path: Path) -> None:
     out = Image.new("RGB", (cols * (SIZE[1] + 4), -(-len(tiles) // cols) * (SIZE[0] + 4)), "white")
     for k, tile in enumerate(tiles):
         out.paste(tile, ((k % cols) * (SIZE[1] + 4), (k // cols) * (SIZE[0] + 4)))
-    out.save(path, optimize=True)
+    out.quantize(256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)  # small PNGs for docs/
 
 
 def main() -> None:

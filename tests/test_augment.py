@@ -123,7 +123,9 @@ def test_the_mix_is_chosen_on_validation_and_none_is_a_choice(trained, tmp_path)
     cfg, summary, model, pair = trained()
     result = Augment(mode="noise", amount=3, mix=(0.0, 0.5, 1.0))(model, Run(tmp_path / "aug"), pair=pair)
     tried = result["augment_mix_val_acc"]
-    assert set(tried) == {"0", "0.5", "1"} and tried["0"] == pytest.approx(result["target_val_acc"])
+    assert set(tried) == set(result["augment_mix_test_acc"]) == {"0", "0.5", "1"}
+    assert tried["0"] == pytest.approx(result["target_val_acc"])
+    assert result["augment_mix_test_acc"][f"{result['augment_mix']:g}"] == pytest.approx(result["target_acc_augmented"])
     best = max(tried.values())
     assert result["augment_mix"] == min(float(k) for k, v in tried.items() if v == best)  # ties: the smaller share
     assert result["target_val_acc_augmented"] == pytest.approx(best)

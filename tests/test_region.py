@@ -130,3 +130,17 @@ def test_seam_and_speckle_see_what_they_should():
     noisy = (content + 0.05 * torch.randn(content.shape, generator=g)).clamp(0, 1)
     assert speckle(noisy, content) > 3 and speckle(content, content) == 1.0
     assert checkerboard(noisy, content) < speckle(noisy, content)  # the grid measure sees little of it
+
+
+def test_the_schema_takes_a_box_a_list_of_boxes_or_auto_and_names_them_otherwise():
+    import typing
+
+    from aetl.infra.schema import problem, spec_of
+
+    spec = spec_of(typing.get_type_hints(StyleTransfer, include_extras=True)["box"])
+    for fine in ([0, 0, 1, 1], [10.5, 2, 30, 40], [[0, 0, 0.5, 0.5], [1, 2, 3, 4]], "auto", None):
+        assert problem("app.box", fine, spec) is None, fine
+    line = problem("app.box", "nowhere", spec)
+    assert line == ("app.box must be a list ([a, b, ...]), each item a number >= 0, a list ([a, b, ...]), each item a "
+                    "list ([a, b, ...]), each item a number >= 0 or auto or null, got 'nowhere'; fix it in the override "
+                    "or config")

@@ -193,7 +193,8 @@ class Augment:
         run.save_bytes("augmented.npz", buffer.getvalue())
         save_grid(run, mode, base, new_x, self.amount, pair.target.classes)
         result = {"augment_mode": mode, "augment_amount": self.amount, "augment_strength": self.strength,
-                  "n_augmented": len(new_x), "augment_mix": share, "augment_mix_val_acc": tried,
+                  "n_augmented": len(new_x), "augment_mix": share,
+                  "augment_mix_val_acc": tried["val"], "augment_mix_test_acc": tried["test"],
                   "n_augmented_used": used(share, len(labelled), len(new_x)),
                   "target_acc": accuracy(without, pair.target.test),
                   "target_acc_augmented": accuracy(with_aug, pair.target.test),
@@ -206,16 +207,17 @@ class Augment:
 
 
     def chosen(self, model: AutoEncoder, pair: Pair, new: tuple[torch.Tensor, torch.Tensor],
-               without) -> tuple[float, object, dict[str, float | None]]:
+               without) -> tuple[float, object, dict[str, dict[str, float | None]]]:
         """The mix share (of `mix`) whose probe scores best on the validation split (ties: the smaller
-        share), its predictor, and every share's validation accuracy. Share s puts the new images at
+        share), its predictor, and every share's validation and test accuracy (the test one only to
+        report what each share would have given: the choice never sees it). Share s puts the new images at
         s of the probe's training set (0: none, the run's own probe; 1: every one of them)."""
         if not self.mix:
             raise AetlError("app.mix is empty; give the shares to choose from, e.g. app.mix=[0,0.5,1]")
         labelled = pair.target.train.labelled()
         gen = torch.Generator().manual_seed(self.seed)
         order = torch.randperm(len(new[0]), generator=gen).to(new[0].device)
-        best, tried = None, {}
+        best, tried = None, {"val": {}, "test": {}}
         for share in sorted(set(self.mix)):
             if share == 0:
                 predict = without
@@ -224,7 +226,7 @@ class Augment:
                 predict = fit_probe(model, torch.cat([labelled.x, new[0][keep]]), torch.cat([labelled.y, new[1][keep]]),
                                     len(pair.target.classes), self.probe_l2)
             val = accuracy(predict, pair.target.val)
-            tried[f"{share:g}"] = val
+            tried["val"][f"{share:g}"], tried["test"][f"{share:g}"] = val, accuracy(predict, pair.target.test)
             if best is None or (val is not None and (best[2] is None or val > best[2])):
                 best = (share, predict, val)
         return best[0], best[1], tried
