@@ -1,6 +1,7 @@
 """The augmentation table of docs/results.md: target accuracy by mode, label budget and pair.
 
     python scripts/augment_table.py multirun/augment        # every aetl augment run under the dir
+    python scripts/augment_table.py --mix DIR                # runs with app.mix: none, all, the chosen share
 
 Reads each `aetl augment` run's summary.json; `none` is the probe without new images
 (with 0 labels: the source model's own classifier). Prints two Markdown tables, test
@@ -45,10 +46,43 @@ def collect(root: Path) -> dict[tuple, dict[str, dict[str, list[float]]]]:
     return table
 
 
+def mix_table(roots: list[Path]) -> None:
+    """Per pair, label budget and mode: test accuracy with no new image, with every one, and with the
+    share chosen on validation (mean ± std over seeds, gain over none), and the shares chosen."""
+    cells: dict[tuple, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for root in roots:
+        for path in sorted(root.rglob("summary.json")):
+            s = json.loads(path.read_text())
+            if "augment_mix" not in s:
+                continue
+            cell = cells[(f"{s['source']} → {s['target']}", s["labels_per_class"], s["augment_mode"])]
+            tests = s["augment_mix_test_acc"]
+            cell["none"].append(s["target_acc"])
+            cell["all"].append(tests.get("1"))
+            cell["chosen"].append(s["target_acc_augmented"])
+            cell["shares"].append(f"{s['augment_mix']:g}")
+            cell["seeds"].append(s["seed"])
+    print("| pair | labels/class | mode | seeds | none | every new image (share 1) | share chosen on validation | "
+          "shares chosen |")
+    print("|---|---|---|---|---|---|---|---|")
+    for (pair, labels, mode), cell in sorted(cells.items()):
+        base = statistics.fmean(cell["none"])
+        row = [pm(cell["none"])]
+        for key in ("all", "chosen"):
+            values = [v for v in cell[key] if v is not None]
+            row.append(f"{pm(values)} ({100 * (statistics.fmean(values) - base):+.1f})" if values else "n/a")
+        print(f"| {pair} | {labels} | {mode} | {len(cell['seeds'])} | " + " | ".join(row) +
+              f" | {', '.join(cell['shares'])} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dirs", nargs="+", type=Path)
+    parser.add_argument("--mix", action="store_true", help="the table of the mix chosen on validation")
     args = parser.parse_args()
+    if args.mix:
+        mix_table(args.dirs)
+        return
     table: dict = {}
     for root in args.dirs:
         table.update(collect(root))

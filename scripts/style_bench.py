@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from aetl.api import trained_model
-from aetl.apps.checkerboard import checkerboard
+from aetl.apps.checkerboard import checkerboard, speckle
 from aetl.apps.refine import StyleLoss, gatys, refine
 from aetl.apps.style import load_image, stylize
 from aetl.infra.grid import labelled_grid, png_info
@@ -83,22 +83,26 @@ def checkerboard_table(models: dict, steps: int) -> list[str]:
 
 
 def grid_everywhere(model, steps: int) -> list[str]:
-    """Markdown rows: the checkerboard of every content with every style, feed-forward and
-    refined (style weight 10 x alpha, as the app sets it), at every alpha above 0."""
+    """Markdown rows: the checkerboard, then the speckle, of every content with every style,
+    feed-forward and refined (style weight 10 x alpha, as the app sets it), at every alpha above 0."""
     alphas = ALPHAS[1:]
-    rows = ["| content x style | " + " | ".join(f"alpha {a:g}: FF / refined" for a in alphas) + " |",
+    head = ["| content x style | " + " | ".join(f"alpha {a:g}: FF / refined" for a in alphas) + " |",
             "|---|" + "---|" * len(alphas)]
+    grid_rows, speckle_rows = list(head), list(head)
     for c in CONTENTS:
         for s in STYLES:
             content, style = picture(c), picture(s)
             loss = StyleLoss(model, content, style)
-            cells = []
+            grid_cells, speckle_cells = [], []
             for a in alphas:
                 fed = stylize(model, content, style, "wct", a)
                 polished = refine(model, fed, loss, steps, 10.0 * a).image
-                cells.append(f"{checkerboard(fed, content):.2f} / {checkerboard(polished, content):.2f}")
-            rows.append(f"| {short(c)} x {short(s)} | " + " | ".join(cells) + " |")
-    return rows
+                grid_cells.append(f"{checkerboard(fed, content):.2f} / {checkerboard(polished, content):.2f}")
+                speckle_cells.append(f"{speckle(fed, content):.2f} / {speckle(polished, content):.2f}")
+            grid_rows.append(f"| {short(c)} x {short(s)} | " + " | ".join(grid_cells) + " |")
+            speckle_rows.append(f"| {short(c)} x {short(s)} | " + " | ".join(speckle_cells) + " |")
+    return grid_rows + ["", "Speckle (aetl.apps.checkerboard.speckle: the share of power at every period under 4 "
+                            "pixels, in every direction, over the content's), the same images:", ""] + speckle_rows
 
 
 def compare(model, content_name: str, style_name: str, steps: int, max_steps: int, weight: float) -> dict:
@@ -208,6 +212,20 @@ Written by `python scripts/style_bench.py` (do not edit by hand). Machine: {mach
 
 Models (`aetl train +experiment=style`; `before` adds `model.upsample=transpose`):
 {runs}
+
+## The seed's six steps in aetl
+
+| step of the seed's recipe | what aetl does | where |
+|---|---|---|
+| 1. AEs for the source and target images give codes zs and zt | one AE does both: the run's fully convolutional AE, pretrained on photo crops (the source, Mf) and fine-tuned on texture crops (the target); it encodes the style image (zs: its features at every encoder depth) and the content image (zt) | `aetl train +experiment=style`; `FullyConvAE.features` |
+| 2. a generator G decodes them, so that ys carries the source's style | the content's features get the style's statistics (WCT: channel covariance, or AdaIN: mean and std), blended with its own by alpha; the AE's **decoder** plays G; Li et al.'s cascade repeats this at every depth, deepest first; ys is made at the AE's working size (`app.size` on the long side) | `aetl/apps/style.py` (`stylize`) |
+| 3. ys, the stylised image | the decoded result at the working size: the whole content, or with `app.box` each box's crop of the full-resolution content, shrunk to the working size | `StyleTransfer.restyled` |
+| 4. ys is interpolated to the target's size | ys is resized (bilinear) to the box's own size in the full-resolution content (the content's size for the whole image or `region=background`) | `aetl/apps/region.py` (`paste`, `blend_outside`) |
+| 5. a bounding-box localisation gives a ys that matches the target image | `app.box`: boxes in pixels or shares, or `auto`: the main object found with no labels from the AE's own features (each position's distance from the border's features, thresholded at Otsu's level, the most salient blob's box); ys is blended in with a feathered edge (`app.feather`), every pixel the ramp does not reach is the content's own; `region=background` restyles all but the box | `region.locate`, `region.paste` |
+| 6. L-BFGS optimises | `app.refine_steps` > 0: L-BFGS on ys's **code** (the output is its decoding) against the content loss (code distance to the content's) + alpha x `app.style_weight` x the Gram style loss at every encoder depth + a charge for grid power above the content's; it runs at the working size, before step 4 | `aetl/apps/refine.py` |
+
+Regions, the auto box's benchmark, full-resolution results (4000x3000: time, memory,
+checkerboard, speckle, seam) and a regional gallery: [style_regions.md](style_regions.md).
 
 ## Checkerboard
 

@@ -115,6 +115,29 @@ def test_augment_app_compares_on_the_runs_own_splits(trained, tmp_path):
     assert sorted(json.loads(grid.text["columns"])[:4]) == [f"class class{c}" for c in range(4)]
 
 
+def test_the_mix_is_chosen_on_validation_and_none_is_a_choice(trained, tmp_path):
+    from aetl.apps.augment import Augment, used
+
+    assert [used(s, 10, 600) for s in (0, 0.25, 0.5, 0.75, 1)] == [0, 3, 10, 30, 600]
+    assert used(0.5, 0, 600) == 600  # no labelled image: all of them
+    cfg, summary, model, pair = trained()
+    result = Augment(mode="noise", amount=3, mix=(0.0, 0.5, 1.0))(model, Run(tmp_path / "aug"), pair=pair)
+    tried = result["augment_mix_val_acc"]
+    assert set(tried) == set(result["augment_mix_test_acc"]) == {"0", "0.5", "1"}
+    assert tried["0"] == pytest.approx(result["target_val_acc"])
+    assert result["augment_mix_test_acc"][f"{result['augment_mix']:g}"] == pytest.approx(result["target_acc_augmented"])
+    best = max(tried.values())
+    assert result["augment_mix"] == min(float(k) for k, v in tried.items() if v == best)  # ties: the smaller share
+    assert result["target_val_acc_augmented"] == pytest.approx(best)
+    assert result["n_augmented_used"] == used(result["augment_mix"], 20, 60)
+    # where the new images hurt on validation, none is chosen and the augmented accuracy is the run's own
+    hurt = Augment(mode="noise", amount=3, strength=50.0, mix=(0.0, 1.0))(model, Run(tmp_path / "hurt"), pair=pair)
+    if hurt["augment_mix_val_acc"]["1"] < hurt["augment_mix_val_acc"]["0"]:
+        assert hurt["augment_mix"] == 0 and hurt["target_acc_augmented"] == pytest.approx(hurt["target_acc"])
+    with pytest.raises(AetlError, match="app.mix is empty"):
+        Augment(mode="noise", mix=())(model, Run(tmp_path / "none"), pair=pair)
+
+
 def test_source_mode_adds_decoded_source_images_with_their_labels(trained, tmp_path):
     cfg, summary, model, pair = trained("data.target.labels_per_class=0")
     result = run_app(model, Run(tmp_path / "aug"), pair=pair, mode="source", amount=2, source_per_class=6)

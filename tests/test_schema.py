@@ -98,7 +98,8 @@ def bad_values(key: str, value: object, spec: schema.Spec) -> list[str]:
     numbers one below and one above the range."""
     kind = spec.kind if value is None or (isinstance(value, str) and "${" in value) else \
         {bool: "bool", int: "int", float: "float", str: "str", list: "list", dict: "dict"}[type(value)]
-    wrong = {"bool": "maybe", "int": "abc", "float": "abc", "list": "abc", "dict": "abc"}.get(kind, "[1,2]")
+    wrong = {"bool": "maybe", "int": "abc", "float": "abc", "list": "abc", "dict": "abc",
+             "either": "{a:1}"}.get(kind, "[1,2]")
     numbers = spec if spec.kind in ("int", "float") else spec.item if spec.kind == "list" else None
     bad = [wrong]
     if numbers is not None and numbers.kind in ("int", "float"):

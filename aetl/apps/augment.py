@@ -16,8 +16,13 @@ not: AdaIN between the domains, where style transfer does it between images), an
 decoded, so they take on T's look; they join the labelled set with their source
 labels (the classes must be the target's). It works with no target labels at all.
 
-The linear probe is then fitted with and without the new images on the same
-labelled split and scored on the same validation and test splits.
+The linear probe is then fitted with and without the new images on the same labelled split
+and scored on the same validation and test splits. How much augmented data enters it is
+chosen per run on the validation split: each share in `mix` (0: none; 1: every new image)
+puts that share of new images in the probe's training set, and the share whose probe
+scores best on validation (ties: the smaller) gives `target_acc_augmented`, so that
+augmentation that would hurt is left out, as 60,000 restyled source images beside 100
+labelled targets would (mnist -> digits, 10 labels per class).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from __future__ import annotations
 import io
 import typing
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Sequence
 
 import numpy as np
 import torch
@@ -35,7 +40,7 @@ from aetl.data.pair import Pair
 from aetl.data.storage import Split
 from aetl.errors import AetlError
 from aetl.evaluation.metrics import accuracy, fit_probe, target_predictor
-from aetl.infra.schema import Natural, NonNegative, Seed
+from aetl.infra.schema import Natural, NonNegative, Seed, Share
 from aetl.models import AutoEncoder
 
 TARGET_IMAGES = 4096  # mode=source: target training images whose codes' mean and std the source codes take
@@ -163,6 +168,7 @@ class Augment:
     source_per_class: Natural | None = None
     seed: Seed = 0
     probe_l2: NonNegative = 1e-3
+    mix: Sequence[Share] = (0.0, 0.25, 0.5, 0.75, 1.0)
     name: str = "augment"
 
     def __call__(self, model: AutoEncoder, run, pair: Pair | None = None) -> dict:
@@ -179,17 +185,18 @@ class Augment:
             base = labelled
         target = pair.target.train.batch(slice(0, TARGET_IMAGES)) if mode == "source" else None
         new_x, new_y = augment(model, base.x, base.y, self, target=target)
-        n_classes = len(pair.target.classes)
         without = target_predictor(model, pair, self.probe_l2)  # as aetl train scores the run
-        with_aug = fit_probe(model, torch.cat([labelled.x, new_x]), torch.cat([labelled.y, new_y]), n_classes,
-                             self.probe_l2)
+        share, with_aug, tried = self.chosen(model, pair, (new_x, new_y), without)
         images = (new_x.clamp(0, 1) * 255).round().byte().cpu().numpy()
         buffer = io.BytesIO()
         np.savez_compressed(buffer, images=images, labels=new_y.cpu().numpy())
         run.save_bytes("augmented.npz", buffer.getvalue())
         save_grid(run, mode, base, new_x, self.amount, pair.target.classes)
         result = {"augment_mode": mode, "augment_amount": self.amount, "augment_strength": self.strength,
-                  "n_augmented": len(new_x), "target_acc": accuracy(without, pair.target.test),
+                  "n_augmented": len(new_x), "augment_mix": share,
+                  "augment_mix_val_acc": tried["val"], "augment_mix_test_acc": tried["test"],
+                  "n_augmented_used": used(share, len(labelled), len(new_x)),
+                  "target_acc": accuracy(without, pair.target.test),
                   "target_acc_augmented": accuracy(with_aug, pair.target.test),
                   "target_val_acc": accuracy(without, pair.target.val),
                   "target_val_acc_augmented": accuracy(with_aug, pair.target.val)}
@@ -197,6 +204,42 @@ class Augment:
             result["augment_source_per_class"] = self.source_per_class
         run.log_metrics("augment", **result)
         return result
+
+
+    def chosen(self, model: AutoEncoder, pair: Pair, new: tuple[torch.Tensor, torch.Tensor],
+               without) -> tuple[float, object, dict[str, dict[str, float | None]]]:
+        """The mix share (of `mix`) whose probe scores best on the validation split (ties: the smaller
+        share), its predictor, and every share's validation and test accuracy (the test one only to
+        report what each share would have given: the choice never sees it). Share s puts the new images at
+        s of the probe's training set (0: none, the run's own probe; 1: every one of them)."""
+        if not self.mix:
+            raise AetlError("app.mix is empty; give the shares to choose from, e.g. app.mix=[0,0.5,1]")
+        labelled = pair.target.train.labelled()
+        gen = torch.Generator().manual_seed(self.seed)
+        order = torch.randperm(len(new[0]), generator=gen).to(new[0].device)
+        best, tried = None, {"val": {}, "test": {}}
+        for share in sorted(set(self.mix)):
+            if share == 0:
+                predict = without
+            else:
+                keep = order[:used(share, len(labelled), len(new[0]))]
+                predict = fit_probe(model, torch.cat([labelled.x, new[0][keep]]), torch.cat([labelled.y, new[1][keep]]),
+                                    len(pair.target.classes), self.probe_l2)
+            val = accuracy(predict, pair.target.val)
+            tried["val"][f"{share:g}"], tried["test"][f"{share:g}"] = val, accuracy(predict, pair.target.test)
+            if best is None or (val is not None and (best[2] is None or val > best[2])):
+                best = (share, predict, val)
+        return best[0], best[1], tried
+
+
+def used(share: float, real: int, new: int) -> int:
+    """How many of `new` augmented images make them `share` of a probe's training set beside `real` images
+    (all of them at share 1, or with no real image)."""
+    if share <= 0:
+        return 0
+    if share >= 1 or real == 0:
+        return new
+    return min(new, round(share / (1 - share) * real))
 
 
 def run_app(model: AutoEncoder, run, pair: Pair | None = None, **settings: object) -> dict:

@@ -13,16 +13,18 @@ plus alpha x `style_weight` x the Gram style loss (aetl.apps.refine).
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal, Sequence, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aetl.apps.checkerboard import checkerboard
+from aetl.apps.checkerboard import checkerboard, speckle
 from aetl.apps.refine import StyleLoss, refine
+from aetl.apps.region import band_of, blend_outside, drawn, locate, padded, parse_boxes, paste, seam, shrunk
 from aetl.errors import AetlError
 from aetl.infra.schema import Count, Natural, NonNegative, Share
 from aetl.models import AutoEncoder
@@ -105,13 +107,6 @@ def stylize(model: AutoEncoder, content: torch.Tensor, style: torch.Tensor, meth
     return x[:, :, :h, :w]
 
 
-def padded(x: torch.Tensor, factor: int) -> torch.Tensor:
-    """x reflected out at the bottom and right to a multiple of factor (a backbone's stride)."""
-    h, w = x.shape[2:]
-    ph, pw = (-h) % factor, (-w) % factor
-    return F.pad(x, (0, pw, 0, ph), mode="reflect") if ph or pw else x
-
-
 def check(model: AutoEncoder, method: str, alpha: float, levels: int) -> None:
     if model.flat_code:
         raise AetlError(f"style transfer needs a fully convolutional backbone (model=fconv), not {type(model).__name__}")
@@ -142,10 +137,14 @@ def load_image(name: str, size: int | None, channels: int, device: torch.device)
     return to_channels(x, channels).to(device)
 
 
+Boxes = Union[Sequence[NonNegative], Sequence[Sequence[NonNegative]], Literal["auto"], None]
+
+
 @dataclass
 class StyleTransfer:
     """The style_transfer app (its fields declare app.*): stylise `content` with `style` at each alpha;
-    write the PNGs, the grid and the losses."""
+    write the PNGs, the grid and the losses. With `box`, only the boxes (or, region=background,
+    all but them) of the content at its own resolution (aetl.apps.region)."""
 
     content: str = "skimage:astronaut"
     style: str = "sklearn:flower.jpg"
@@ -155,18 +154,24 @@ class StyleTransfer:
     size: Natural | None = 256
     refine_steps: Count = 0
     style_weight: NonNegative = 10.0
+    box: Boxes = None
+    region: Literal["object", "background"] = "object"
+    feather: Share = 0.1
+    max_side: Natural = 4096
     name: str = "style_transfer"
 
     def __call__(self, model: AutoEncoder, run, pair: object = None) -> dict:
         model.eval()
-        device = next(model.parameters()).device
-        x_content = load_image(self.content, self.size, model.in_shape[0], device)
-        x_style = load_image(self.style, self.size, model.in_shape[0], device)
         if not self.alphas:
             raise AetlError("app.alphas is empty; give at least one, e.g. app.alphas=[0.5,1.0]")
         levels = depths(model) if self.levels is None else self.levels
         for alpha in self.alphas:  # every setting checked before anything is written
             check(model, self.method, alpha, levels)
+        if self.box is not None:
+            return self.regional(model, run, levels)
+        device = next(model.parameters()).device
+        x_content = load_image(self.content, self.size, model.in_shape[0], device)
+        x_style = load_image(self.style, self.size, model.in_shape[0], device)
         loss = StyleLoss(model, padded(x_content, model.factor), padded(x_style, model.factor))
         results, fed, refined = [], [], []
         for alpha in self.alphas:
@@ -177,11 +182,13 @@ class StyleTransfer:
             run.save_image(f"stylized_{self.method}_alpha{alpha:g}.png", out[0])
             run.log_metrics("stylize", **record)
             results.append(record)
-        self.save_grid(run, x_content, x_style, fed, refined)
-        return {"style_method": self.method, "style_levels": levels, "style_content": self.content,
-                "style_image": self.style,
-                "style_seconds_per_image": sum(r["seconds"] for r in results) / len(results),
+        self.save_grid(run, [x_content[0], x_style], fed, refined)
+        return {**self.summary(levels), "style_seconds_per_image": sum(r["seconds"] for r in results) / len(results),
                 "style_results": results}
+
+    def summary(self, levels: int) -> dict:
+        return {"style_method": self.method, "style_levels": levels, "style_content": self.content,
+                "style_image": self.style}
 
     def one(self, model: AutoEncoder, images: tuple[torch.Tensor, torch.Tensor], loss: StyleLoss, alpha: float,
             levels: int) -> tuple[dict, torch.Tensor, torch.Tensor]:
@@ -190,9 +197,10 @@ class StyleTransfer:
         h, w = x_content.shape[2:]
         factor = model.factor
 
-        def measured(x: torch.Tensor, when: str) -> dict[str, float]:
-            values = {**loss.values(padded(x, factor)), "checkerboard": checkerboard(x, x_content)}
-            return {f"{k}_{when}": v for k, v in values.items()}
+        def measured(x: torch.Tensor, when: str) -> dict[str, float | None]:
+            values = {**loss.values(padded(x, factor)), "checkerboard": checkerboard(x, x_content),
+                      "speckle": speckle(x, x_content)}
+            return {f"{k}_{when}": None if math.isnan(v) else v for k, v in values.items()}
 
         started = time.perf_counter()
         first = out = stylize(model, x_content, x_style, self.method, alpha, levels)
@@ -204,13 +212,87 @@ class StyleTransfer:
         record.update(measured(out, "after"))
         return record, first, out
 
-    def save_grid(self, run, x_content: torch.Tensor, x_style: torch.Tensor, fed: list, refined: list) -> None:
-        h, w = x_content.shape[2:]
-        shown_style = F.interpolate(x_style, size=(h, w), mode="bilinear", antialias=True)[0]
-        rows = [[x_content[0], shown_style, *fed]] + ([[x_content[0], shown_style, *refined]] if refined else [])
+    def regional(self, model: AutoEncoder, run, levels: int) -> dict:
+        """The boxes (or all but them) restyled at the AE's working size, interpolated back into the
+        content at its own resolution (up to max_side on the long side) with a feathered edge."""
+        device = next(model.parameters()).device
+        full = shrunk(load_image(self.content, None, model.in_shape[0], device), self.max_side)
+        x_style = load_image(self.style, self.size, model.in_shape[0], device)
+        working = shrunk(full, self.size)
+        h, w = full.shape[2:]
+        if self.box == "auto":
+            boxes = parse_boxes(list(locate(model, working)), w, h)
+        else:
+            boxes = parse_boxes(self.box, w, h)
+        band = min(band_of(b, self.feather) for b in boxes)
+        results, shown, made_mb = [], [], 0.0
+        for alpha in self.alphas:
+            started = time.perf_counter()
+            ys = self.restyled(model, (full, x_style), boxes, alpha, levels)
+            out = self.blended(full, ys, boxes, band)
+            seconds = time.perf_counter() - started
+            made_mb = made_mb or peak_memory_mb()  # before any measure (theirs: full-size FFTs in float64)
+            hard = self.blended(full, ys, boxes, 0)
+            record = {"alpha": alpha, "seconds": seconds, "checkerboard": checkerboard(out, full),
+                      "speckle": speckle(out, full), "seam": seam(out, full, boxes, band),
+                      "seam_hard": seam(hard, full, boxes, band)}
+            record = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in record.items()}
+            run.save_image(f"stylized_{self.method}_alpha{alpha:g}.png", out[0])
+            run.log_metrics("stylize", **record)
+            results.append(record)
+            shown.append(shrunk(out, self.size)[0])
+        scale = max(h, w) / max(working.shape[2:])
+        self.save_grid(run, [drawn(working[0], boxes, scale), x_style], shown, [])
+        return {**self.summary(levels), "style_boxes": [list(b) for b in boxes], "style_box_auto": self.box == "auto",
+                "style_region": self.region, "style_feather_px": band, "style_output_size": [w, h],
+                "style_seconds_per_image": sum(r["seconds"] for r in results) / len(results),
+                "style_peak_memory_mb": made_mb, "style_peak_memory_measured_mb": peak_memory_mb(),
+                "style_results": results}
+
+    def restyled(self, model: AutoEncoder, images: tuple[torch.Tensor, torch.Tensor], boxes: list, alpha: float,
+                 levels: int) -> list[torch.Tensor]:
+        """ys at the working size: each box's (region=object) or the whole content's (background)."""
+        full, x_style = images
+        if self.region == "background":
+            return [self.styled(model, shrunk(full, self.size), x_style, alpha, levels)]
+        return [self.styled(model, shrunk(full[:, :, y0:y1, x0:x1], self.size), x_style, alpha, levels)
+                for x0, y0, x1, y1 in boxes]
+
+    def blended(self, full: torch.Tensor, ys: list[torch.Tensor], boxes: list, band: int) -> torch.Tensor:
+        """The content with ys interpolated into the boxes (region=object) or around them (background)."""
+        if self.region == "background":
+            return blend_outside(full, ys[0], boxes, band)
+        out = full
+        for one, box in zip(ys, boxes):
+            out = paste(out, one, box, band)
+        return out
+
+    def styled(self, model: AutoEncoder, content: torch.Tensor, x_style: torch.Tensor, alpha: float,
+               levels: int) -> torch.Tensor:
+        """ys: content stylised at the working size (and refined)."""
+        out = stylize(model, content, x_style, self.method, alpha, levels)
+        if self.refine_steps > 0:
+            loss = StyleLoss(model, padded(content, model.factor), padded(x_style, model.factor))
+            out = refine(model, padded(out, model.factor), loss, self.refine_steps, alpha * self.style_weight).image
+        return out[:, :, :content.shape[2], :content.shape[3]]
+
+    def save_grid(self, run, firsts: list[torch.Tensor], fed: list, refined: list) -> None:
+        """The content (boxes drawn) and the style, then each alpha's result; refined ones below."""
+        h, w = firsts[0].shape[1:]
+        shown_style = F.interpolate(firsts[1], size=(h, w), mode="bilinear", antialias=True)[0]
+        rows = [[firsts[0], shown_style, *fed]] + ([[firsts[0], shown_style, *refined]] if refined else [])
         run.save_grid(f"style_grid_{self.method}.png", rows,
                       ["feed-forward", f"+ {self.refine_steps} L-BFGS steps"] if refined else [],
                       ["content", "style", *(f"alpha {a:g}" for a in self.alphas)])
+
+
+def peak_memory_mb() -> float:
+    """This process's peak resident memory so far, in MB (all of it: Python, torch, the images)."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
 def run_app(model: AutoEncoder, run, pair: object = None, **settings: object) -> dict:

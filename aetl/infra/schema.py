@@ -10,7 +10,8 @@ and checked before anything runs.
 - Hydra's launchers and sweepers are typed by the plugins' own dataclasses; PLUGIN_RANGES
   bounds the numbers aetl's presets set.
 Annotations carry the range: `Annotated[float, Range(0, lo_open=True)]` (the aliases below:
-Positive, Share, Count, ...), `Literal[...]` the choices, `X | None` that null is allowed.
+Positive, Share, Count, ...), `Literal[...]` the choices, `X | None` that null is allowed,
+`X | Y` that a value of either fits (app.box: a box, a list of boxes or auto).
 
 `aetl/commands/cli.py` composes the config once, then checks every override's values (every
 value of a sweep) and the composed config as a whole (values from config files,
@@ -88,7 +89,7 @@ ModelOverrides = Annotated[dict, Declared("model")]  # keys of the model config
 class Spec:
     """What one key accepts: a kind, for numbers a range, for lists the spec of each item."""
 
-    kind: str  # int | float | bool | str | choice | list | dict
+    kind: str  # int | float | bool | str | choice | list | dict | either (one of `options`)
     lo: float | None = None
     hi: float | None = None
     lo_open: bool = False
@@ -97,12 +98,15 @@ class Spec:
     item: "Spec | None" = None
     also: tuple = ()  # values accepted outside the range (joblib's n_jobs=-1: every core)
     hint: str = FIX
+    options: tuple = ()  # either: the specs of which one must fit
 
     def problem(self, value: Any) -> str | None:
         """None when value fits; else what the key accepts (for a value of the right type
         but out of range, just the range)."""
         if value is None:
             return None if self.nullable else self.describe()
+        if self.kind == "either":
+            return None if any(o.problem(value) is None for o in self.options) else self.describe()
         if not self._typed(value):
             return self.describe()
         if self.kind in ("int", "float") and value not in self.also and not self._in_range(value):
@@ -137,6 +141,8 @@ class Spec:
     def describe(self) -> str:
         names = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
                  "dict": "a mapping ({key: value, ...})"}
+        if self.kind == "either":
+            return _either([o.describe() for o in self.options]) + (" or null" if self.nullable else "")
         if self.kind == "choice":
             text = _either([_num(c) if isinstance(c, (int, float)) else str(c) for c in self.choices])
         elif self.kind == "list":
@@ -180,7 +186,10 @@ def spec_of(annotation: Any, hint: str = FIX) -> Spec | None:
         return dataclasses.replace(spec, lo=bounds.lo, hi=bounds.hi, lo_open=bounds.lo_open, also=bounds.also)
     if origin in (Union, types.UnionType):
         rest = [a for a in args if a is not type(None)]
-        spec = spec_of(rest[0], hint) if len(rest) == 1 else None
+        options = [spec_of(a, hint) for a in rest]
+        if len(rest) > 1 and all(options):  # X | Y: either fits
+            return Spec("either", nullable=len(rest) < len(args), options=tuple(options), hint=hint)
+        spec = options[0] if len(rest) == 1 else None
         return dataclasses.replace(spec, nullable=True) if spec is not None and len(rest) < len(args) else spec
     if origin is Literal:
         return Spec("choice", choices=args, hint=hint)
