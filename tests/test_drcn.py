@@ -3,6 +3,7 @@ no target label is read at 0 labels, a run killed mid-transfer resumes exactly, 
 whose classes are not the source's is refused in one line."""
 
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -89,8 +90,9 @@ def test_adabn_leaves_the_running_statistics_to_target_batches(make_cfg):
     kept = norm.running_mean.clone()
     JointClassify(1.0, pair.head_classes(), adabn=True)(step)
     assert torch.equal(norm.running_mean, kept) and norm.momentum == 0.1
-    JointClassify(1.0, pair.head_classes(), adabn=False)(step)
+    losses = JointClassify(1.0, pair.head_classes(), adabn=False, im=0.5)(step)
     assert not torch.equal(norm.running_mean, kept)
+    assert set(losses) == {"cls", "im"} and losses["im"] <= 0.5 * math.log(len(pair.target.classes))
 
 
 def test_shifts_move_whole_pixels_within_the_bound():
