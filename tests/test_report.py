@@ -401,3 +401,18 @@ def test_a_tree_of_rank_runs_only_says_there_is_no_training_run(tmp_path, capsys
     printed = capsys.readouterr().out
     assert "No aetl train or aetl augment run here: there is nothing to tabulate or plot." in printed
     assert "aetl rank run, finished (rank.json)" in printed and not list((tmp_path / "out").glob("*.png"))
+
+
+def test_runs_with_no_target_labels_are_rows_of_their_own(tmp_path, capsys):
+    root = tmp_path / "zero"
+    for seed, acc in enumerate([0.70, 0.74]):
+        make_job(root, f"d{seed}", ["strategy=drcn", "data.target.labels_per_class=0", f"seed={seed}"],
+                 {"strategy": "drcn", "seed": seed, "labels_per_class": 0, "target_mse": 0.006, "target_acc": acc,
+                  "target_val_mse": 0.006, "source_labels": True})
+    make_job(root, "f0", ["strategy=finetune", "data.target.labels_per_class=0", "seed=0"],
+             {"strategy": "finetune", "seed": 0, "labels_per_class": 0, "target_mse": 0.0015, "target_acc": 0.62,
+              "target_val_mse": 0.0015, "source_labels": True})
+    assert main([str(root)]) == 0
+    printed = capsys.readouterr().out
+    assert "| mnist → digits | 100 | 0 | yes | drcn | 300 | 2 | 0.00600 ± 0.00000 |" in printed
+    assert "| 72.0 ± 2.8 |" in printed and "| 62.0 ± 0.0 |" in printed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -141,7 +142,9 @@ def evaluate_run(model: AutoEncoder, pair: Pair, cfg: DictConfig, run: Run) -> d
                "target_acc": accuracy(predict, pair.target.test),
                "target_acc_source_head": accuracy(head, pair.target.test), "target_val_acc": val["val_acc"],
                "source_mse": reconstruction_metrics(model, pair.source.test.pixels())["mse"],
-               "target_val_mse": val["val_mse"], "n_target_labelled": len(pair.target.train.labelled())}
+               "target_val_mse": val["val_mse"], "n_target_labelled": len(pair.target.train.labelled()),
+               "target_val_im": val["val_im"], "target_val_entropy": val["val_entropy"],
+               "source_val_acc": val["source_val_acc"]}
     run.log_metrics("eval", **metrics)
     for name, split in (("recon_source.png", pair.source.test), ("recon_target.png", pair.target.test)):
         x = split.batch(slice(0, cfg.n_images))
@@ -150,12 +153,38 @@ def evaluate_run(model: AutoEncoder, pair: Pair, cfg: DictConfig, run: Run) -> d
 
 
 def validation_figures(model: AutoEncoder, pair: Pair, cfg: DictConfig, predict: Predictor | None = None) -> dict:
-    """Validation MSE, and validation accuracy where the target has labels: what choices are made on."""
+    """Validation MSE, validation accuracy where the target has labels, and the label-free
+    figures of the model's own classifier (`label_free`): what choices are made on."""
     val = pair.target.val
     if not len(val):
-        return {"val_mse": None, "val_acc": None}
+        return {"val_mse": None, "val_acc": None, "labelled": 0, **label_free(model, pair)}
     predict = predict or target_predictor(model, pair, cfg.probe_l2)
-    return {"val_mse": reconstruction_metrics(model, val.pixels())["mse"], "val_acc": accuracy(predict, val)}
+    return {"val_mse": reconstruction_metrics(model, val.pixels())["mse"], "val_acc": accuracy(predict, val),
+            "labelled": len(pair.target.train.labelled()), **label_free(model, pair)}
+
+
+@torch.no_grad()
+def label_free(model: AutoEncoder, pair: Pair) -> dict[str, float | None]:
+    """Figures that read no target label, for choices made with none: on the target validation
+    images, the model's own classifier's information-maximisation score `val_im` (the entropy
+    of its mean prediction minus the mean entropy of its predictions, over log K: confident
+    and diverse; pytorch-adapt's IMValidator) and its mean prediction entropy over log K
+    `val_entropy`; and its accuracy on the source validation split `source_val_acc` (source
+    labels). None without a classifier for the target's classes."""
+    classes = pair.head_classes()
+    none = {"val_im": None, "val_entropy": None, "source_val_acc": None}
+    if not model.has_head or classes is None or not len(pair.target.val):
+        return none
+    model.eval()
+    logits = torch.cat([model.logits(model.encode(unit(xb)).flatten(1))[:, classes]
+                        for xb in eval_batches(pair.target.val.pixels())])
+    p = logits.softmax(1)
+    scale = math.log(len(classes)) if len(classes) > 1 else 1.0
+    entropy = -(p * p.clamp_min(1e-12).log()).sum(1).mean().item() / scale
+    mean = p.mean(0)
+    diversity = -(mean * mean.clamp_min(1e-12).log()).sum().item() / scale
+    own = head_predictions(model, torch.arange(model.head.out_features, device=classes.device))
+    return {"val_im": diversity - entropy, "val_entropy": entropy, "source_val_acc": accuracy(own, pair.source.val)}
 
 
 @torch.no_grad()

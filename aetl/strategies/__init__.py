@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -20,18 +20,23 @@ from aetl.models import AutoEncoder, build_model, place
 from aetl.models.weights import transfer_weights
 from aetl.training.loop import Phase, PhaseSettings
 
+if TYPE_CHECKING:
+    from aetl.data.pair import Pair
+
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class Context:
-    """What a strategy builds from: the model config, the image shape and Mf (None for a
-    strategy that does not use it)."""
+    """What a strategy builds from: the model config, the image shape, Mf (None for a
+    strategy that does not use it) and the pair (what a strategy that also trains on source
+    batches draws them from; None where a model is only rebuilt)."""
 
     model_cfg: DictConfig
     shape: tuple[int, int, int]
     mf: AutoEncoder | None
     device: torch.device
+    pair: "Pair | None" = None
 
     def new_model(self, overrides: dict | None = None, in_shape: tuple[int, ...] | None = None,
                   latent_dim: int | None = None) -> AutoEncoder:
@@ -76,6 +81,10 @@ class Strategy:
     def phases(self, model: AutoEncoder, trainer: DictConfig, ctx: Context) -> list[Phase]:
         """The training phases of model (as `build` made it from ctx) on the target images, in order."""
         raise NotImplementedError
+
+    def refusal(self, pair: "Pair", labels_per_class: int, mf: AutoEncoder | None) -> str | None:
+        """Why this strategy cannot adapt to pair's target (one line), or None where it can."""
+        return None
 
     def candidates(self) -> list["Strategy"]:
         """The strategies whose models a run trains on T: this one (`auto`: several, to choose among)."""

@@ -2,12 +2,18 @@
 named in `candidates` (default: finetune) on the target images, each exactly as it would
 train on its own, and keeps the model that does best on the target *validation* split:
 the higher validation accuracy of the linear probe where the target has labels (ties
-broken by the lower validation MSE), else the lower validation MSE. The test split is
-never read. A source that does not help therefore costs time, not accuracy: scratch is
+broken by the lower validation MSE); with no target labels, among the candidates whose
+own classifier predicts the target's classes (finetune's Mf head, drcn), the higher
+label-free IM score on the target validation images (aetl.evaluation.metrics.label_free),
+else the lower validation MSE. The test split is never read, nor any target label at 0
+labels. `drcn` is a candidate where the source has labels and, with no target labels, the
+classes match (it is left out, with the reason logged, elsewhere). A source that does not help therefore costs time, not accuracy: scratch is
 always among the candidates.
 """
 
 from __future__ import annotations
+
+import logging
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig
@@ -16,6 +22,8 @@ from aetl.errors import AetlError
 from aetl.infra.schema import ModelOverrides
 from aetl.strategies import Strategy
 from aetl.training.loop import PhaseSettings
+
+log = logging.getLogger(__name__)
 
 
 class Auto(Strategy):
@@ -37,6 +45,12 @@ class Auto(Strategy):
         return self.options
 
     def choose(self, figures: list[dict]) -> int:
-        if all(f["val_acc"] is not None for f in figures):
+        if all(f["val_acc"] is not None and f.get("labelled", 1) for f in figures):
             return min(range(len(figures)), key=lambda i: (-figures[i]["val_acc"], figures[i]["val_mse"]))
+        scored = [i for i, f in enumerate(figures) if f.get("val_im") is not None]
+        if scored and not any(f.get("labelled", 1) for f in figures):
+            log.info("%s: no target labels: choosing among the candidates with a classifier for the target's "
+                     "classes by the label-free IM score of their predictions on the target validation images "
+                     "(no target label read)", self.name)
+            return max(scored, key=lambda i: figures[i]["val_im"])
         return min(range(len(figures)), key=lambda i: figures[i]["val_mse"])

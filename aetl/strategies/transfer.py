@@ -54,7 +54,7 @@ class Choice:
 def transfer(ctx: RunContext, strategy: Strategy, pair: Pair, mf: SourceModel | None) -> tuple[AutoEncoder, Choice]:
     """Build and train each model the strategy asks for on T (one; `auto`: a few, to choose
     among on the validation split) and return the one it keeps."""
-    options = strategy.candidates()
+    options = usable(strategy, pair, int(ctx.cfg.data.target.labels_per_class), mf.model if mf else None)
     if len(options) > 1 and not len(pair.target.val):
         raise AetlError(f"strategy={strategy.name} chooses on the target validation split, which is empty; "
                         "set data.target.n_val >= 1")
@@ -138,13 +138,26 @@ def _plain(node: DictConfig) -> dict:
     return json.loads(json.dumps(OmegaConf.to_container(node, resolve=True), default=str))
 
 
+def usable(strategy: Strategy, pair: Pair, labels_per_class: int, mf: AutoEncoder | None) -> list[Strategy]:
+    """The strategy's candidates that can adapt to this target: a strategy of its own that
+    cannot is refused in one line; `auto` leaves such a candidate out and says why."""
+    options = strategy.candidates()
+    why = {o.name: o.refusal(pair, labels_per_class, mf) for o in options}
+    kept = [o for o in options if why[o.name] is None]
+    if len(options) == 1 and not kept:
+        raise AetlError(why[options[0].name])
+    for left in (o for o in options if o not in kept):
+        log.info("%s: %s left out: %s", strategy.name, left.name, why[left.name])
+    return kept
+
+
 def _train_candidate(ctx: RunContext, candidate: Strategy, pair: Pair, mf: SourceModel | None, position: int,
                      several: bool) -> tuple[AutoEncoder, int]:
     """One candidate's model, trained (or, when an interrupted run had finished it, loaded from
     its candidate checkpoint), and its target steps; `position` counts the steps before it."""
     torch.manual_seed(ctx.seed + 1)  # every model starts as it would on its own, Mf trained or cached
     build = Context(ctx.cfg.model, pair.shape, mf=mf.model if mf and candidate.uses_source else None,
-                    device=ctx.device)
+                    device=ctx.device, pair=pair)
     model = candidate.build(build)
     phases = [p for p in candidate.phases(model, ctx.cfg.trainer, build) if p.steps > 0]
     steps = sum(p.steps for p in phases)

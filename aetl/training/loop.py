@@ -85,6 +85,8 @@ class Phase:
     frozen: Sequence[nn.Module] = field(default_factory=tuple)  # held fixed: no grads, BatchNorm in eval
     losses: list[LossTerm] = field(default_factory=list)  # added to the reconstruction loss
     source_images: Split | None = None  # when set, every step also draws a batch of these images
+    inputs: Callable[[torch.Tensor], torch.Tensor] | None = None  # what the model sees of a batch (noise,
+                                                                  # shifts); it reconstructs the clean batch
 
     def check(self) -> None:
         if self.steps < 0 or self.batch_size < 1:
@@ -229,7 +231,7 @@ class Loop:
                           if self.world.is_main else None)
 
     def _objective(self, model: AutoEncoder, phase: Phase) -> nn.Module:
-        objective: nn.Module = Objective(model, phase.losses)
+        objective: nn.Module = Objective(model, phase.losses, phase.inputs)
         if self.world.distributed:  # wrapped per phase: DDP syncs the parameters this phase trains
             objective = DistributedDataParallel(objective, find_unused_parameters=True)
         if self.compile:
@@ -327,14 +329,16 @@ class Objective(nn.Module):
     """One step's named losses: reconstruction plus the phase's terms. A module, so that
     DDP sees every parameter any loss uses."""
 
-    def __init__(self, model: AutoEncoder, terms: list[LossTerm]) -> None:
+    def __init__(self, model: AutoEncoder, terms: list[LossTerm],
+                 inputs: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         super().__init__()
         self.model = model
         self.terms = list(terms)
+        self.inputs = inputs
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, xs: torch.Tensor | None = None,
                 ys: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        step = Step(self.model, x, y, self.model(x), xs, ys)
+        step = Step(self.model, x, y, self.model(self.inputs(x) if self.inputs else x), xs, ys)
         losses = {"recon": F.mse_loss(step.out.recon, x)}
         for term in self.terms:
             losses.update(term(step))
