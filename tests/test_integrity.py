@@ -138,7 +138,7 @@ def test_a_large_file_is_hashed_whole_once_then_when_it_changes(tmp_path, monkey
 
 
 def _entry(cache_dir):
-    (entry,) = [p for p in SourceCache(cache_dir).root.iterdir() if p.is_dir() and p.name != "images"]
+    (entry,) = [p for p in SourceCache(cache_dir).root.iterdir() if p.is_dir() and p.name not in ("images", "targets", "fits")]
     return entry
 
 
@@ -159,7 +159,7 @@ def test_a_damaged_source_model_entry_is_named_and_pretrained_again(make_cfg, tm
     caplog.clear()
     with caplog.at_level(logging.WARNING):
         again = train(make_cfg(), tmp_path / "b")
-    warnings = [r.getMessage() for r in caplog.records if "source-model cache entry" in r.getMessage()]
+    warnings = [r.getMessage() for r in caplog.records if "source model cache entry" in r.getMessage()]
     assert len(warnings) == 1 and str(entry) in warnings[0] and "pretraining again" in warnings[0]
     assert again["source_cache"] == "miss"
     assert [clean[k] for k in ("target_mse", "target_acc", "source_mse")] == \
@@ -167,3 +167,36 @@ def test_a_damaged_source_model_entry_is_named_and_pretrained_again(make_cfg, tm
     a, b = (load_checkpoint(tmp_path / d / "checkpoints" / "source.pt")["model"] for d in "ab")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert train(make_cfg(), tmp_path / "c")["source_cache"] == "hit"
+
+
+@pytest.mark.parametrize("damage", ["flipped", "checksum_missing", "resealed_margin", "resealed_tone_map"])
+def test_damaged_target_model_and_fit_entries_are_named_and_made_again(make_cfg, tmp_path, caplog, damage):
+    """The other two kinds of entry (aetl.infra.cache): a transferred model and a fit choice."""
+    auto = ["data.target.fit=auto", "trainer.pretrain.steps=30"]
+    clean = train(make_cfg(*auto), tmp_path / "a")
+    cache = SourceCache(make_cfg().cache_dir).root
+    target, fit = next(cache.glob("targets/*/target.pt")), next(cache.glob("fits/*/fit.json"))
+    if damage == "flipped":
+        for path in (target, fit):
+            data = bytearray(path.read_bytes())
+            data[len(data) // 2] ^= 0xFF
+            path.write_bytes(bytes(data))
+    elif damage == "checksum_missing":
+        (target.parent / integrity.SEAL).unlink()
+        (fit.parent / integrity.SEAL).unlink()
+    else:  # a record whose checksum was remade: its fields are still checked
+        record = json.loads(fit.read_text())
+        record.update({"target_margin": 10**9} if damage == "resealed_margin" else {"target_tone_map": ["x", 0]})
+        fit.write_text(json.dumps(record))
+        integrity.seal(fit.parent, ("fit.json", "spec.json"))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        again = train(make_cfg(*auto), tmp_path / "b")
+    named = [m for m in caplog.messages if " cache entry " in m]
+    assert any(m.startswith("the fit choice cache entry ") and str(fit.parent) in m and m.endswith("choosing again")
+               for m in named)
+    if damage in ("flipped", "checksum_missing"):
+        assert any(m.startswith("the target model cache entry ") and str(target.parent) in m for m in named)
+        assert again["target_cache"] == "miss"
+    assert [clean[k] for k in ("target_mse", "target_acc", "target_fit", "target_margin")] == \
+        [again[k] for k in ("target_mse", "target_acc", "target_fit", "target_margin")]

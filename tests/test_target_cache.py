@@ -53,8 +53,10 @@ def test_a_damaged_entry_is_made_again_and_one_that_cannot_be_stored_is_a_warnin
         entry.write_bytes(b"damaged")
     with caplog.at_level("WARNING"):
         again = train(make_cfg(*auto, "data.target.labels_per_class=2"), tmp_path / "b")
-    assert any(m.endswith("; training again") and "ignoring the unreadable cache entry" in m for m in caplog.messages)
-    assert any(m.endswith("; choosing again") and "ignoring the unreadable cache entry" in m for m in caplog.messages)
+    assert any(m.startswith("the target model cache entry ") and m.endswith("(truncated or replaced); training again")
+               for m in caplog.messages)
+    assert any(m.startswith("the fit choice cache entry ") and m.endswith("(truncated or replaced); choosing again")
+               for m in caplog.messages)
     assert again["target_cache"] == "miss" and again["target_mse"] == first["target_mse"]
 
     def disk_full(path, write):

@@ -43,6 +43,7 @@ images are kept as they are (the simplest candidate). The mappings that helped s
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 
@@ -84,10 +85,32 @@ class FitChoice:
 
     @classmethod
     def from_summary(cls, summary: dict, role: str) -> "FitChoice":
-        """The fit a finished run recorded (so the apps map its data as it did)."""
+        """The fit a finished run recorded (so the apps map its data as it did), or the fit cache
+        holds; every field checked first (an AetlError names the first that is wrong)."""
+        _check_record(summary, role)
         scale, shift = summary.get(f"{role}_tone_map") or (1.0, 0.0)
         return cls(Fit(summary[f"{role}_fit"], summary.get(f"{role}_margin", 0), summary.get(f"{role}_tone", "keep"),
                        scale, shift), summary.get(f"{role}_fit_scores") or {}, summary.get(f"{role}_fit_images") or 0)
+
+
+def _check_record(summary: dict, role: str) -> None:
+    """A recorded fit's fields by type and range (they size and place every image mapped with it)."""
+    def number(x: object) -> bool:
+        return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+    margin, tone_map = summary.get(f"{role}_margin", 0), summary.get(f"{role}_tone_map")
+    problems = [
+        (summary.get(f"{role}_fit") not in GEOMETRIES, f"{role}_fit must be one of {', '.join(GEOMETRIES)}"),
+        (not (isinstance(margin, int) and not isinstance(margin, bool) and 0 <= margin <= 4096),
+         f"{role}_margin must be an integer in [0, 4096]"),
+        (summary.get(f"{role}_tone", "keep") not in TONES, f"{role}_tone must be one of {', '.join(TONES)}"),
+        (tone_map is not None and not (isinstance(tone_map, list) and len(tone_map) == 2
+                                       and all(number(x) for x in tone_map)),
+         f"{role}_tone_map must be two finite numbers"),
+        (not isinstance(summary.get(f"{role}_fit_scores") or {}, dict), f"{role}_fit_scores must be a mapping")]
+    for bad, need in problems:
+        if bad:
+            raise AetlError(f"the recorded fit is damaged: {need}")
 
 
 def is_open(spec: DictConfig) -> bool:

@@ -4,7 +4,8 @@ The key is a hash of everything that determines Mf: the source data and its
 mapping and splits, the backbone, the pretraining settings, the optimiser, the seed
 and aetl's version. An entry is `<dir>/<key>/source.pt` plus `spec.json` (what the
 key stands for), sealed by checksum.json (aetl.infra.integrity: verified on every open; an
-entry that fails, or one without a checksum, is pretrained again with a warning). A job holds an exclusive lock on `<dir>/<key>.lock` (filelock: flock
+entry that fails, or one without a checksum, is pretrained again with a warning). A job holds
+an exclusive lock on `<dir>/<key>.lock` (filelock: flock
 on POSIX, msvcrt on Windows) while it looks up and, on a miss, trains and stores the
 entry, so concurrent jobs (joblib, submitit, SLURM arrays on a shared file system with
 working locks) never train the same entry twice or read a half-written one; jobs with
@@ -24,7 +25,7 @@ import hashlib
 import json
 import logging
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 from filelock import FileLock
 
@@ -36,7 +37,6 @@ from aetl.infra.runconfig import as_released
 from aetl.infra.rundir import atomic_write
 
 log = logging.getLogger(__name__)
-ENTRY_FILES = ("source.pt", "spec.json")
 
 
 def cache_key(spec: dict) -> str:
@@ -49,6 +49,12 @@ class SourceCache:
 
     NAME, KIND = "source.pt", ""
     WHAT, AGAIN = "source model", "pretraining again"
+    CHECKPOINT = "source"  # the kind of checkpoint an entry holds
+
+    @property
+    def files(self) -> tuple[str, str]:
+        """What an entry holds, all of it sealed (aetl.infra.integrity)."""
+        return self.NAME, "spec.json"
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).expanduser() / self.KIND if self.KIND else Path(root).expanduser()
@@ -69,32 +75,40 @@ class SourceCache:
 
     def load(self, key: str) -> dict | None:
         """The entry, verified (aetl.infra.integrity), or None: there is none, or it fails its
-        check (a warning naming it; the caller pretrains again)."""
+        check (a warning naming it; the caller builds it again)."""
         path = self.entry(key)
-        if not path.is_file():
-            return None
-        problem = verify(path.parent, ENTRY_FILES)
-        if problem:
-            log.warning("the source-model cache entry %s %s: %s; pretraining again", path.parent,
-                        "is stale" if problem == NO_CHECKSUM else "is damaged", problem)
+        if not self.verified(path):
             return None
         try:
-            return load_checkpoint(path, "source")
+            return load_checkpoint(path, self.CHECKPOINT)
         except AetlError as err:
             log.warning("ignoring the unreadable cache entry %s (%s); %s", path, err, self.AGAIN)
             return None
 
+    def verified(self, path: Path) -> bool:
+        """Whether the entry at path is there and passes its check (a warning when it fails)."""
+        if not path.is_file():
+            return False
+        problem = verify(path.parent, self.files)
+        if problem:
+            log.warning("the %s cache entry %s %s: %s; %s", self.WHAT, path.parent,
+                        "is stale" if problem == NO_CHECKSUM else "is damaged", problem, self.AGAIN)
+        return problem is None
+
     def store(self, key: str, state: dict, spec: dict) -> Path | None:
-        """Write the entry; when it cannot be written (a full disk), warn and return None."""
+        """Write and seal the entry; when it cannot be written (a full disk), warn and return None."""
         import torch
 
+        return self._store(key, spec, lambda f: torch.save(state, f))
+
+    def _store(self, key: str, spec: dict, write: Callable[[Any], Any]) -> Path | None:
         path = self.entry(key)
         try:
             atomic_write(path.parent / "spec.json", lambda f: f.write(json.dumps(spec, indent=2, default=str).encode()))
-            atomic_write(path, lambda f: torch.save(state, f))
-            seal(path.parent, ENTRY_FILES)
+            atomic_write(path, write)
+            seal(path.parent, self.files)
         except OSError as err:
-            log.warning("source model not cached: cannot seal %s (%s)", path.parent, err.strerror or err)
+            log.warning("%s not cached: cannot seal %s (%s)", self.WHAT, path.parent, err.strerror or err)
             return None
         except AetlError as err:
             log.warning("%s not cached: %s", self.WHAT, err)
@@ -107,6 +121,7 @@ class TargetCache(SourceCache):
 
     NAME, KIND = "target.pt", "targets"
     WHAT, AGAIN = "target model", "training again"
+    CHECKPOINT = "candidate"
 
 
 class FitCache(SourceCache):
@@ -117,21 +132,14 @@ class FitCache(SourceCache):
 
     def load(self, key: str) -> dict | None:
         path = self.entry(key)
+        if not self.verified(path):
+            return None
         try:
             record = json.loads(path.read_text())
-        except FileNotFoundError:
-            return None
         except (OSError, ValueError) as err:
             log.warning("ignoring the unreadable cache entry %s (%s); %s", path, err, self.AGAIN)
             return None
         return record if isinstance(record, dict) else None
 
     def store(self, key: str, state: dict, spec: dict) -> Path | None:
-        path = self.entry(key)
-        try:
-            atomic_write(path.parent / "spec.json", lambda f: f.write(json.dumps(spec, indent=2, default=str).encode()))
-            atomic_write(path, lambda f: f.write(json.dumps(state, indent=2).encode()))
-        except AetlError as err:
-            log.warning("%s not cached: %s", self.WHAT, err)
-            return None
-        return path
+        return self._store(key, spec, lambda f: f.write(json.dumps(state, indent=2).encode()))

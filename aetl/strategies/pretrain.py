@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 import aetl
 from aetl.data.fit import MAX_IMAGES, FitChoice, is_open, target_fit
 from aetl.data.pair import Side, Unmapped, frame_shape
+from aetl.errors import AetlError
 from aetl.infra.cache import FitCache, SourceCache, cache_key
 from aetl.infra.checkpoint import load_checkpoint, pack
 from aetl.infra.resume import Provenance
@@ -172,7 +173,7 @@ def settle_fit(ctx: RunContext, strategy: Strategy, source: Side,
     spec = fit_spec(cfg, pretrain_settings(cfg, chooser), target)
     key = cache_key(spec)
     with fits.locked(key) if fits and world.is_main else contextlib.nullcontext():
-        found = world.broadcast(fits.load(key) if fits and world.is_main else None)
+        found = _usable(world.broadcast(fits.load(key) if fits and world.is_main else None), fits, key)
         mf = settle_mf(ctx, strategy, source, own) if strategy.uses_source or found is None else None
         if found is not None:
             choice = FitChoice.from_summary(found, "target")
@@ -186,6 +187,18 @@ def settle_fit(ctx: RunContext, strategy: Strategy, source: Side,
         if fits and world.is_main:
             fits.store(key, choice.summary("target"), spec)
     return mf, choice
+
+
+def _usable(found: dict | None, fits: FitCache | None, key: str) -> dict | None:
+    """A fit cache entry whose record is sound (None, with a warning, for one that is not)."""
+    if found is None:
+        return None
+    try:
+        FitChoice.from_summary(found, "target")
+    except (AetlError, KeyError) as err:
+        log.warning("the fit choice cache entry %s is damaged (%s); choosing again", fits.entry(key).parent, err)
+        return None
+    return found
 
 
 def fit_spec(cfg: DictConfig, pretrain: DictConfig, target: Unmapped) -> dict:
