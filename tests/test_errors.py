@@ -71,7 +71,7 @@ def test_resume_needs_a_run_dir(tmp_path, monkeypatch, capsys):
     ("trainer.transfer.lr=-0.001", "trainer.transfer.lr must be > 0, got -0.001"),
     ("trainer.pretrain.batch_size=0", "trainer.pretrain.batch_size must be >= 1, got 0"),
     ("trainer.eval_every=0", "trainer.eval_every must be >= 1, got 0"),
-    ("model.latent_dim=0", "model.latent_dim must be >= 1, got 0; set it to the size of the code"),
+    ("model.latent_dim=0", "model.latent_dim must be in [1, 65536], got 0; set it to the size of the code"),
     ("data.target.labels_per_class=11", "data.target.labels_per_class=11 but class 'class0' has only 10"),
 ])
 def test_out_of_range_numbers_stop_before_training(make_cfg, tmp_path, override, message):
