@@ -74,10 +74,18 @@ def estimate(cfg: DictConfig, device: torch.device) -> Estimate:
                     pools * math.prod(shape) if in_memory else 0, batch, shape, pools, not in_memory)
 
 
-def check_memory(cfg: DictConfig, device: torch.device) -> Estimate:
+def check_memory(cfg: DictConfig, device: torch.device) -> Estimate | None:
     """The estimate, logged when it fits what the device has; an AetlError naming the figure and
     what to lower when it does not."""
-    need = estimate(cfg, device)
+    try:
+        need = estimate(cfg, device)
+    except AetlError:
+        raise  # the model config's own one line (an image size the backbone cannot take), as it would come later
+    except Exception as err:  # noqa: BLE001 - a model the meta device cannot run: the run goes on unestimated
+        if isinstance(err.__cause__, AetlError):  # Hydra's instantiate wraps the model's own line
+            raise err.__cause__ from None
+        log.info("memory: not estimated (%s: %s)", type(err).__name__, err)
+        return None
     have = available_memory(device.type)
     where = "GPU memory free" if device.type == "cuda" else "memory available"
     if have is not None and need.total > have:
