@@ -75,3 +75,14 @@ def test_the_estimate_of_a_small_config_is_near_what_it_takes(make_cfg, model):
     splits = [s for side in (pair.source, pair.target) for s in (side.train, side.val, side.test)]
     held = sum(len(s) * np.asarray(s.images[:1]).nbytes for s in splits)
     assert est.images == held and est.pools == sum(len(s) for s in splits)
+
+
+def test_a_cgroup_limit_is_what_is_left_of_it(tmp_path):
+    from aetl.infra import resources
+
+    limit, usage = tmp_path / "memory.max", tmp_path / "memory.current"
+    usage.write_text("1000\n")
+    for text, room in [("5000\n", 4000), ("max\n", None), ("9223372036854771712\n", None), ("500\n", 0)]:
+        limit.write_text(text)
+        assert resources._room(limit, usage) == room
+    assert resources._room(tmp_path / "absent", usage) is None
