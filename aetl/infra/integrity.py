@@ -159,7 +159,7 @@ def _check_promise(path: Path, promise: dict) -> str | None:
                 f"{promise.get('shape')}")
     value_range = promise.get("range")
     if value_range:
-        values = np.load(path, mmap_mode="r")
+        values = np.load(path)  # its shape matched the promise: small (labels), and no size believed
         lo, hi = value_range
         if values.size and (int(values.min()) < lo or int(values.max()) >= hi):
             return (f"{path.name} holds values in [{int(values.min())}, {int(values.max())}] outside the promised "
