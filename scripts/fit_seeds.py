@@ -1,6 +1,7 @@
 """Which fit `fit: auto` chooses for each seed, without training: for every folder, each seed's
 source model (Mf) scores the candidates (aetl.data.fit) on the images the rule in force uses,
-and once more with the first seed's Mf for every seed. `--before` also applies the rule
+and once more with the first seed's Mf for every seed: what `aetl train` does now (the Mf of
+data.split_seed, 0, or of trainer.pretrain.seed, chooses for every seed; aetl.strategies.pretrain). `--before` also applies the rule
 before issue 23 (each seed's own training images, up to 512; candidates within 5% or two
 standard errors of the lowest score tie, and a tie goes to the simplest) for comparison.
 
@@ -21,7 +22,7 @@ from hydra import compose, initialize_config_module
 from aetl.data.fit import MAPPED_AT_MOST, MAX_IMAGES, candidates, image_errors, spread, unbeaten_by_evidence
 from aetl.data.framing import Levels, to_channels
 from aetl.data.pair import load_source, load_target
-from aetl.infra.rundir import load_checkpoint
+from aetl.infra.checkpoint import load_checkpoint
 from aetl.models import AutoEncoder, rebuild
 from aetl.models.weights import load_weights
 
@@ -58,8 +59,8 @@ def folder(root: str, mfs: list[AutoEncoder], before: bool) -> list[str]:
     reference = load_source(cfg.data, torch.device("cpu")).levels()
     targets = [load_target(cfg.data, seed) for seed in range(len(mfs))]
     shared = targets[0].unlabelled_images(MAX_IMAGES)  # (the same for every seed: aetl.data.pair)
-    rows = {"each seed's own Mf": [choice(mf, shared, cfg.data.target, reference) for mf in mfs],
-            "seed 0's Mf for all": [choice(mfs[0], shared, cfg.data.target, reference)] * len(mfs)}
+    rows = {"each seed's own Mf (until issue 25)": [choice(mf, shared, cfg.data.target, reference) for mf in mfs],
+            "seed 0's Mf for all (in force)": [choice(mfs[0], shared, cfg.data.target, reference)] * len(mfs)}
     if before:
         rows["before, own Mf"] = [choice(mf, t.train_images(512), cfg.data.target, reference, True)
                                   for mf, t in zip(mfs, targets)]

@@ -184,6 +184,7 @@ def test_two_trains_into_one_run_dir(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "run" / "summary.json").is_file()
 
 
+@pytest.mark.slow
 def test_a_finished_or_failed_run_leaves_no_lock_files_and_a_held_dir_is_still_refused(make_cfg, tmp_path):
     from aetl.commands.train import train
 
@@ -222,6 +223,7 @@ def test_a_lock_file_its_holder_removed_lets_only_the_next_holder_in(tmp_path):
     assert not path.exists()
 
 
+@pytest.mark.slow
 def test_a_command_line_claim_is_released_when_the_process_exits(tmp_path):
     """What the command line claims before Hydra runs the job is let go (files removed) at exit."""
     code = f"from aetl.infra.lock import claim; claim({str(tmp_path / 'run')!r})"
