@@ -67,7 +67,8 @@ def test_two_concurrent_jobs_end_with_one_valid_entry(tmp_path):
         job.join(timeout=600)  # generous: a loaded machine is slow, a deadlock still fails
     assert [job.exitcode for job in jobs] == [0, 0]
     assert sorted(queue.get() for _ in jobs) == ["hit", "miss"]
-    (entry,) = [p for p in cache_dir.iterdir() if p.is_dir() and p.name != "images"]  # images/: the image cache
+    # images/, targets/, fits/: the other caches
+    (entry,) = [p for p in cache_dir.iterdir() if p.is_dir() and p.name not in ("images", "targets", "fits")]
     assert load_checkpoint(entry / "source.pt")["model"]
     assert json.loads((entry / "spec.json").read_text())["pretrain"]["steps"] == 200
     assert not [p for p in entry.iterdir() if p.name.startswith(".")]  # no temp file left behind
@@ -76,7 +77,7 @@ def test_two_concurrent_jobs_end_with_one_valid_entry(tmp_path):
 def test_an_unreadable_entry_is_trained_again(make_cfg, tmp_path):
     train(make_cfg(), tmp_path / "a")
     cache = SourceCache(make_cfg().cache_dir)
-    (entry,) = [p for p in cache.root.iterdir() if p.is_dir() and p.name != "images"]
+    (entry,) = [p for p in cache.root.iterdir() if p.is_dir() and p.name not in ("images", "targets", "fits")]
     (entry / "source.pt").write_bytes(b"garbage")
     assert train(make_cfg(), tmp_path / "b")["source_cache"] == "miss"
     assert train(make_cfg(), tmp_path / "c")["source_cache"] == "hit"
