@@ -115,9 +115,8 @@ def paste(content: torch.Tensor, ys: torch.Tensor, box: Box, band: int) -> torch
     x0, y0, x1, y1 = box
     out = content.clone()
     inner = content[:, :, y0:y1, x0:x1]
-    up = F.interpolate(ys, size=inner.shape[2:], mode="bilinear", align_corners=False).clamp(0, 1)
-    weight = inward(box, content.shape[2:], band).to(content)
-    out[:, :, y0:y1, x0:x1] = inner + weight * (up - inner)
+    up = F.interpolate(ys, size=inner.shape[2:], mode="bilinear", align_corners=False).clamp_(0, 1)
+    out[:, :, y0:y1, x0:x1] = torch.lerp(inner, up, inward(box, content.shape[2:], band).to(content))
     return out
 
 
@@ -125,9 +124,9 @@ def blend_outside(content: torch.Tensor, ys: torch.Tensor, boxes: list[Box], ban
     """content with ys (the whole image's, interpolated to its size) everywhere but the boxes,
     ramped to nothing over band pixels towards them."""
     h, w = content.shape[2:]
-    up = F.interpolate(ys, size=(h, w), mode="bilinear", align_corners=False).clamp(0, 1)
+    up = F.interpolate(ys, size=(h, w), mode="bilinear", align_corners=False).clamp_(0, 1)
     weight = torch.stack([outward(b, (h, w), band) for b in boxes]).amin(0).to(content)
-    return content + weight * (up - content)
+    return torch.lerp(content, up, weight)
 
 
 @torch.no_grad()
