@@ -73,7 +73,8 @@ def gallery(run: str, work: Path, docs: Path) -> list[str]:
             out = work / f"{name}_{region}"
             s = stylize(run, out, f"content={photo}", "app.box=auto", f"app.region={region}")
             shown = docs / f"region_{name}_{region}.png"
-            Image.open(out / "images" / "style_grid_wct.png").save(shown, optimize=True)
+            grid = Image.open(out / "images" / "style_grid_wct.png").convert("RGB")
+            grid.quantize(256, method=Image.Quantize.MEDIANCUT).save(shown, optimize=True)  # small PNGs for docs/
             cells.append(f"![{name} {region}](style/{shown.name})")
             box = s["style_boxes"][0]
         rows.append(f"| {name} | {box} | {cells[0]} | {cells[1]} |")

@@ -109,6 +109,13 @@ def test_applications_end_to_end(tmp_path):
     assert {"content_loss_before", "style_loss_before", "style_loss_after", "checkerboard_after", "seconds",
             "refine_seconds"} <= set(record)
 
+    out = aetl("stylize", "run=run", "content=content.png", "style=style.png", "app.box=[[0,0,10,8],[0.5,0.5,1,1]]",
+               "app.alphas=[1.0]", "hydra.run.dir=box", cwd=tmp_path)  # a list of boxes, at the content's own size
+    assert out.returncode == 0, out.stderr
+    assert json.loads((tmp_path / "box" / "summary.json").read_text())["style_boxes"] == [[0, 0, 10, 8], [10, 8, 21, 17]]
+    with Image.open(tmp_path / "box" / "images" / "stylized_wct_alpha1.png") as img:
+        assert img.size == (21, 17)
+
     out = aetl("augment", "run=run", "app.mode=noise", "app.amount=2", "hydra.run.dir=aug", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     summary = json.loads((tmp_path / "aug" / "summary.json").read_text())

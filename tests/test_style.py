@@ -161,7 +161,7 @@ def test_style_app_writes_the_results_the_losses_and_a_labelled_grid(tmp_path):
     assert [r["alpha"] for r in records] == [0.5, 1.0] and result["style_levels"] == 2
     for r in records:
         assert {"seconds", "refine_seconds", "content_loss_before", "style_loss_after", "checkerboard_before",
-                "checkerboard_after"} <= set(r)
+                "checkerboard_after", "speckle_before", "speckle_after"} <= set(r)
     images = tmp_path / "run" / "images"
     assert Image.open(images / "stylized_wct_alpha0.5.png").size == (36, 40)
     grid = Image.open(images / "style_grid_wct.png")

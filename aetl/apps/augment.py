@@ -21,7 +21,7 @@ and scored on the same validation and test splits. How much augmented data enter
 chosen per run on the validation split: each share in `mix` (0: none; 1: every new image)
 puts that share of new images in the probe's training set, and the share whose probe
 scores best on validation (ties: the smaller) gives `target_acc_augmented`, so that
-augmentation that would hurt is left out, as 60,000 restyled source images beside 100
+augmentation that would hurt is left out, as 4,250 restyled source images beside 100
 labelled targets would (mnist -> digits, 10 labels per class).
 """
 

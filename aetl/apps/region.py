@@ -1,8 +1,8 @@
 """Regional style transfer at the content's own resolution: the seed's steps 4 and 5.
 
 `app.box` names where the style goes: `[x0, y0, x1, y1]` in pixels (x1, y1 excluded) or, when
-every value lies in [0, 1] ([0, 0, 1, 1]: the whole image), as shares of the content's width and height; a list of such boxes;
-or `auto`, the box `locate` finds. Each box is cut out of the full-resolution content, shrunk
+every value lies in [0, 1] ([0, 0, 1, 1]: the whole image), as shares of the content's width
+and height; a list of such boxes; or `auto`, the box `locate` finds. Each box is cut out of the full-resolution content, shrunk
 to the AE's working size (`app.size` on its long side), stylised there (ys), interpolated back
 to the box's own size and blended into the content with a feathered edge: a ramp
 `app.feather` x the box's shorter side wide, inside the box (`region=object`) or outside it
@@ -46,12 +46,13 @@ def _one_box(box: list, width: int, height: int) -> Box:
     if len(box) != 4 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box) \
             or not all(math.isfinite(v) for v in box):
         raise AetlError(f"app.box must be [x0, y0, x1, y1] (pixels, or shares in [0, 1]), got {box}")
+    given = box
     if all(0 <= v <= 1 for v in box):
         box = [box[0] * width, box[1] * height, box[2] * width, box[3] * height]
     x0, y0 = max(0, round(box[0])), max(0, round(box[1]))
     x1, y1 = min(width, round(box[2])), min(height, round(box[3]))
     if x1 <= x0 or y1 <= y0:
-        raise AetlError(f"app.box {box} holds no pixel of the {width}x{height} content: give x0 < x1 and y0 < y1 "
+        raise AetlError(f"app.box {given} holds no pixel of the {width}x{height} content: give x0 < x1 and y0 < y1 "
                         "inside it (pixels, or shares in [0, 1])")
     return x0, y0, x1, y1
 
@@ -114,9 +115,8 @@ def paste(content: torch.Tensor, ys: torch.Tensor, box: Box, band: int) -> torch
     x0, y0, x1, y1 = box
     out = content.clone()
     inner = content[:, :, y0:y1, x0:x1]
-    up = F.interpolate(ys, size=inner.shape[2:], mode="bilinear", align_corners=False).clamp(0, 1)
-    weight = inward(box, content.shape[2:], band).to(content)
-    out[:, :, y0:y1, x0:x1] = inner + weight * (up - inner)
+    up = F.interpolate(ys, size=inner.shape[2:], mode="bilinear", align_corners=False).clamp_(0, 1)
+    out[:, :, y0:y1, x0:x1] = torch.lerp(inner, up, inward(box, content.shape[2:], band).to(content))
     return out
 
 
@@ -124,9 +124,9 @@ def blend_outside(content: torch.Tensor, ys: torch.Tensor, boxes: list[Box], ban
     """content with ys (the whole image's, interpolated to its size) everywhere but the boxes,
     ramped to nothing over band pixels towards them."""
     h, w = content.shape[2:]
-    up = F.interpolate(ys, size=(h, w), mode="bilinear", align_corners=False).clamp(0, 1)
+    up = F.interpolate(ys, size=(h, w), mode="bilinear", align_corners=False).clamp_(0, 1)
     weight = torch.stack([outward(b, (h, w), band) for b in boxes]).amin(0).to(content)
-    return content + weight * (up - content)
+    return torch.lerp(content, up, weight)
 
 
 @torch.no_grad()

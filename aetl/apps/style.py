@@ -8,7 +8,9 @@ transfer via feature transforms", 2017): first at the code, then, on the decoded
 result, at ever shallower depths of the encoder (each pass transforms one depth,
 encodes on to the code and decodes), coarse statistics first, fine ones last. Then,
 optionally, `refine_steps` of L-BFGS on the result's code against the content loss
-plus alpha x `style_weight` x the Gram style loss (aetl.apps.refine).
+plus alpha x `style_weight` x the Gram style loss (aetl.apps.refine). With `box`, only
+boxes of the content (or all but them) are restyled, at the content's own size
+(aetl.apps.region).
 """
 
 from __future__ import annotations
