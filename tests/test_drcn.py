@@ -64,11 +64,12 @@ def test_the_joint_loss_trains_encoder_decoder_and_classifier(make_cfg, tmp_path
     run_phases(model, phases, pair, tmp_path)
     assert {"encoder.0.weight", "decoder.0.weight", "head.weight"} <= changed(model, before)
     last = [r for r in read_metrics(tmp_path) if r["phase"] == "transfer"][-1]
-    assert last["recon"] > 0 and last["cls"] > 0 and "cls_target" not in last  # no target labels, no such term
+    assert last["recon"] > 0 and last["cls"] > 0 and "im" in last
+    assert "cls_target" not in last  # no target labels, no such term
 
 
 def test_with_no_classification_share_the_classifier_stays_as_mf_left_it(make_cfg, tmp_path):
-    model, phases, pair = built(make_cfg(*CONV, "strategy.balance=0"))
+    model, phases, pair = built(make_cfg(*CONV, "strategy.balance=0", "strategy.adapt.im=0"))
     before = state(model)
     run_phases(model, phases, pair, tmp_path)
     assert not {k for k in changed(model, before) if k.startswith("head.")}

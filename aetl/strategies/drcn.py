@@ -10,8 +10,9 @@ overall scale). As in the paper the reconstructed input is corrupted (masking no
 shifts) while the target of the reconstruction stays the clean image. Target images that
 carry labels (labels_per_class > 0) join the cross-entropy, under their source class.
 
-Options from the domain-adaptation literature, each off unless it paid on the validation
-criteria (docs/results.md, "No target labels"):
+Options from the domain-adaptation literature, each kept on only where it paid on the
+label-free validation figures (docs/results.md, "No target labels": `adapt.im` and
+`augment.source` are on by default, the rest off):
 - `adapt.adabn`: BatchNorm's running statistics are the target's only (AdaBN, Li et al.,
   "Revisiting Batch Normalization For Practical Domain Adaptation", 2016): source batches are
   normalised by their own statistics while training and leave the running ones alone.
