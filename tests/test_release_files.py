@@ -45,8 +45,13 @@ def test_a_run_the_release_stopped_resumes_to_the_figures_it_would_have_given(tm
     expected = json.loads((RELEASE / "stopped.expected.json").read_text())
     shutil.copytree(RELEASE / "stopped", tmp_path / "stopped")
     summary = train(compose_cfg("train", expected["overrides"]), tmp_path / "stopped")
-    assert [summary[k] for k in FIGURES] == [expected["summary"][k] for k in FIGURES]
-    assert without_time(read_metrics(tmp_path / "stopped")) == expected["metrics"]
+    # Equal to float32 rounding: the fixture was made on another CPU, whose vector kernels round the
+    # 7th-8th digit differently (the same commit gives 0.10792746 there and 0.10792745 here).
+    assert [summary[k] for k in FIGURES] == pytest.approx([expected["summary"][k] for k in FIGURES], rel=1e-6)
+    got, want = without_time(read_metrics(tmp_path / "stopped")), expected["metrics"]
+    assert len(got) == len(want)  # every line the release wrote, with its figures (later aetl adds some)
+    assert [g.get(k) for g, w in zip(got, want) for k in sorted(w)] == pytest.approx(
+        [w[k] for w in want for k in sorted(w)], rel=1e-6)
 
 
 def test_the_release_target_pt_styles_and_augments_and_its_source_pt_seeds_a_run(tmp_path):

@@ -176,14 +176,14 @@ def label_free(model: AutoEncoder, pair: Pair) -> dict[str, float | None]:
     if not model.has_head or classes is None or not len(pair.target.val):
         return none
     model.eval()
-    logits = torch.cat([model.logits(model.encode(unit(xb)).flatten(1))[:, classes]
-                        for xb in eval_batches(pair.target.val.pixels())])
+    every = torch.cat([model.logits(model.encode(unit(xb)).flatten(1)) for xb in eval_batches(pair.target.val.pixels())])
+    logits = every[:, classes]  # (the head's width from its output: a concat model's head is not `model.head`)
     p = logits.softmax(1)
     scale = math.log(len(classes)) if len(classes) > 1 else 1.0
     entropy = -(p * p.clamp_min(1e-12).log()).sum(1).mean().item() / scale
     mean = p.mean(0)
     diversity = -(mean * mean.clamp_min(1e-12).log()).sum().item() / scale
-    own = head_predictions(model, torch.arange(model.head.out_features, device=classes.device))
+    own = head_predictions(model, torch.arange(every.shape[1], device=classes.device))
     return {"val_im": diversity - entropy, "val_entropy": entropy, "source_val_acc": accuracy(own, pair.source.val)}
 
 
