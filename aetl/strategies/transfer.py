@@ -11,7 +11,6 @@ only refits the probe, with the figures an uncached run gives."""
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 from dataclasses import dataclass
@@ -91,9 +90,7 @@ def _trained_once(ctx: RunContext, strategy: Strategy, pair: Pair, mf: SourceMod
     with cache.locked(key):
         state = cache.load(key)
         if state is not None:
-            torch.manual_seed(ctx.seed + 1)  # built as the run that trained it built it
-            model = strategy.build(Context(cfg.model, pair.shape, mf=mf.model if mf and strategy.uses_source else None,
-                                           device=ctx.device))
+            model, _ = _built(ctx, strategy, pair, mf)  # as the run that trained it built it
             load_weights(model, state["model"], str(cache.entry(key)))
             run.replay_metrics(state["metrics"])
             set_rng_states(state["rng"])
@@ -118,10 +115,11 @@ def target_spec(ctx: RunContext, strategy: Strategy, pair: Pair, mf: SourceModel
     data["target"].pop("labels_per_class", None)
     for key in ("storage", "memory_share", "workers"):
         data.pop(key, None)
-    trainer = {k: cfg.trainer[k] for k in ("optimizer", "transfer", "align", "eval_every", "compile")}
+    trainer = OmegaConf.create({k: cfg.trainer[k] for k in ("optimizer", "transfer", "align", "eval_every", "compile")})
     return {"kind": "target", "data": data, "fit": pair.target.fit.fit.record(), "mf": _mf_identity(cfg, strategy, mf),
-            "model": OmegaConf.to_container(cfg.model, resolve=True), "strategy": _plain(cfg.strategy),
-            "trainer": _plain(OmegaConf.create(trainer)), "precision": ctx.loop.precision, "seed": ctx.seed,
+            "model": OmegaConf.to_container(cfg.model, resolve=True),
+            "strategy": OmegaConf.to_container(cfg.strategy, resolve=True),
+            "trainer": OmegaConf.to_container(trainer, resolve=True), "precision": ctx.loop.precision, "seed": ctx.seed,
             "device": ctx.device.type, "aetl": aetl.__version__}
 
 
@@ -132,10 +130,6 @@ def _mf_identity(cfg: DictConfig, strategy: Strategy, mf: SourceModel | None) ->
     if cfg.pretrained:
         return hashlib.sha256(Path(str(cfg.pretrained)).expanduser().read_bytes()).hexdigest()
     return source_spec(cfg, pretrain_settings(cfg, strategy.pretrain))
-
-
-def _plain(node: DictConfig) -> dict:
-    return json.loads(json.dumps(OmegaConf.to_container(node, resolve=True), default=str))
 
 
 def usable(strategy: Strategy, pair: Pair, labels_per_class: int, mf: AutoEncoder | None) -> list[Strategy]:
@@ -155,10 +149,7 @@ def _train_candidate(ctx: RunContext, candidate: Strategy, pair: Pair, mf: Sourc
                      several: bool) -> tuple[AutoEncoder, int]:
     """One candidate's model, trained (or, when an interrupted run had finished it, loaded from
     its candidate checkpoint), and its target steps; `position` counts the steps before it."""
-    torch.manual_seed(ctx.seed + 1)  # every model starts as it would on its own, Mf trained or cached
-    build = Context(ctx.cfg.model, pair.shape, mf=mf.model if mf and candidate.uses_source else None,
-                    device=ctx.device, pair=pair)
-    model = candidate.build(build)
+    model, build = _built(ctx, candidate, pair, mf)
     phases = [p for p in candidate.phases(model, ctx.cfg.trainer, build) if p.steps > 0]
     steps = sum(p.steps for p in phases)
     kept = ctx.run.checkpoints / f"candidate_{candidate.name}.pt"
@@ -172,6 +163,15 @@ def _train_candidate(ctx: RunContext, candidate: Strategy, pair: Pair, mf: Sourc
         if ctx.progress is not None:
             ctx.progress.state.candidates.append(CandidateTime(candidate.name, ctx.run.elapsed() - started))
     return model, steps
+
+
+def _built(ctx: RunContext, candidate: Strategy, pair: Pair, mf: SourceModel | None) -> tuple[AutoEncoder, Context]:
+    """The candidate's model before training, and the Context it was built from; seeded, so
+    every model starts as it would on its own, Mf trained or cached."""
+    torch.manual_seed(ctx.seed + 1)
+    build = Context(ctx.cfg.model, pair.shape, mf=mf.model if mf and candidate.uses_source else None,
+                    device=ctx.device, pair=pair)
+    return candidate.build(build), build
 
 
 def train_phases(ctx: RunContext, model: AutoEncoder, phases: list[Phase], pair: Pair, position: int,
