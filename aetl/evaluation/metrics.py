@@ -178,13 +178,18 @@ def label_free(model: AutoEncoder, pair: Pair) -> dict[str, float | None]:
     model.eval()
     every = torch.cat([model.logits(model.encode(unit(xb)).flatten(1)) for xb in eval_batches(pair.target.val.pixels())])
     logits = every[:, classes]  # (the head's width from its output: a concat model's head is not `model.head`)
-    p = logits.softmax(1)
     scale = math.log(len(classes)) if len(classes) > 1 else 1.0
-    entropy = -(p * p.clamp_min(1e-12).log()).sum(1).mean().item() / scale
-    mean = p.mean(0)
-    diversity = -(mean * mean.clamp_min(1e-12).log()).sum().item() / scale
+    entropy, diversity = (e.item() / scale for e in prediction_entropies(logits.softmax(1), 1e-12))
     own = head_predictions(model, torch.arange(every.shape[1], device=classes.device))
     return {"val_im": diversity - entropy, "val_entropy": entropy, "source_val_acc": accuracy(own, pair.source.val)}
+
+
+def prediction_entropies(p: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Of class probabilities p (N x K), in nats: the mean entropy of the predictions and the
+    entropy of their mean (information maximisation wants the first low, the second high; the
+    label-free figure `val_im` and drcn's `adapt.im` loss are both made of them)."""
+    mean = p.mean(0)
+    return -(p * p.clamp_min(eps).log()).sum(1).mean(), -(mean * mean.clamp_min(eps).log()).sum()
 
 
 @torch.no_grad()

@@ -46,6 +46,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from aetl.errors import AetlError
+from aetl.evaluation.metrics import prediction_entropies
 from aetl.infra.schema import Count, NonNegative, Range, Share
 from aetl.models import AutoEncoder
 from aetl.strategies import Context, Strategy, all_params
@@ -156,10 +157,8 @@ class JointClassify:
         if labelled.any():
             losses["cls_target"] = self.weight * F.cross_entropy(logits[labelled], self.classes[step.y[labelled]])
         if self.im > 0:
-            p = logits[:, self.classes].softmax(1)
-            mean = p.mean(0)
-            losses["im"] = self.im * ((-(p * p.clamp_min(1e-8).log()).sum(1)).mean()
-                                      + (mean * mean.clamp_min(1e-8).log()).sum())
+            entropy, diversity = prediction_entropies(logits[:, self.classes].softmax(1), 1e-8)
+            losses["im"] = self.im * (entropy - diversity)
         if self.pseudo > 0:
             confidence, guess = logits.detach()[:, self.classes].softmax(1).max(1)
             keep = (confidence >= self.pseudo) & ~labelled
