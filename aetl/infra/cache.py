@@ -80,10 +80,14 @@ class SourceCache:
         if not self.verified(path):
             return None
         try:
-            return load_checkpoint(path, self.CHECKPOINT)
+            return self._read(path)
         except AetlError as err:
             log.warning("ignoring the unreadable cache entry %s (%s); %s", path, err, self.AGAIN)
             return None
+
+    def _read(self, path: Path) -> dict | None:
+        """The verified entry's content (an AetlError when it cannot be read)."""
+        return load_checkpoint(path, self.CHECKPOINT)
 
     def verified(self, path: Path) -> bool:
         """Whether the entry at path is there and passes its check (a warning when it fails)."""
@@ -130,15 +134,11 @@ class FitCache(SourceCache):
     NAME, KIND = "fit.json", "fits"
     WHAT, AGAIN = "fit choice", "choosing again"
 
-    def load(self, key: str) -> dict | None:
-        path = self.entry(key)
-        if not self.verified(path):
-            return None
+    def _read(self, path: Path) -> dict | None:
         try:
             record = json.loads(path.read_text())
         except (OSError, ValueError) as err:
-            log.warning("ignoring the unreadable cache entry %s (%s); %s", path, err, self.AGAIN)
-            return None
+            raise AetlError(str(err)) from None
         return record if isinstance(record, dict) else None
 
     def store(self, key: str, state: dict, spec: dict) -> Path | None:
