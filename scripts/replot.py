@@ -11,11 +11,10 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from aetl.commands.report import IDENTITY  # a row's identity, as report wrote it
 from aetl.infra.plots import plot_all
 
 INTEGERS = ("n_target_train", "labels_per_class", "transfer_steps", "seeds", "runs", "step")
-IDENTITY = ("source", "target", "n_target_train", "labels_per_class", "source_labels", "strategy", "variant",
-            "transfer_steps")
 
 
 def read_rows(path: Path) -> list[dict]:
