@@ -335,17 +335,13 @@ def write_all(outputs: dict[str, bytes], out: Path) -> None:
     Files get the umask's permissions, as every tool's do."""
     from aetl.infra.plots import FIGURES as PLOTS
     from aetl.infra.plots import RETIRED
+    from aetl.infra.rundir import stage
 
     staged: dict[Path, Path] = {}
     try:
         out.mkdir(parents=True, exist_ok=True)
         for name, data in outputs.items():
-            temp = out / f".{name}.{os.getpid()}.staged"
-            staged[temp] = out / name
-            with open(temp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
+            staged[stage(out / name, lambda f, data=data: f.write(data))] = out / name
         for temp, path in staged.items():
             os.replace(temp, path)
         for name in (*PLOTS, *RETIRED):

@@ -175,23 +175,35 @@ def log_to_files(logger: logging.Logger, message: str, level: int = logging.INFO
 def atomic_write(path: Path, write: Callable[[Any], Any]) -> None:
     """Write through `write(file)` to a temp file beside path, fsync, then os.replace.
     A failed write (a full disk, say) is an AetlError and leaves the previous file."""
-    tmp = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        tmp = stage(path, write)
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    except OSError as err:
+        raise AetlError(f"could not write {path} ({err.strerror or err}); free some space or fix the "
+                        f"permissions and run again (any earlier {path.name} is kept)") from None
+
+
+def stage(path: Path, write: Callable[[Any], Any]) -> Path:
+    """A temp file beside path, written through `write(file)`, fsynced, with the umask's
+    permissions, for the caller to move into place (os.replace); on any failure it is removed
+    and the error raised."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    tmp = Path(name)
+    try:
         with os.fdopen(fd, "wb") as f:
             os.chmod(tmp, file_mode())  # mkstemp makes it 0600: the file gets what open() would give it
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as err:
-        if tmp:
-            Path(tmp).unlink(missing_ok=True)
-        if isinstance(err, OSError):
-            raise AetlError(f"could not write {path} ({err.strerror or err}); free some space or fix the "
-                            f"permissions and run again (any earlier {path.name} is kept)") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
         raise
+    return tmp
 
 
 def file_mode() -> int:
