@@ -106,6 +106,31 @@ def test_shifts_move_whole_pixels_within_the_bound():
     assert moved.sum() == 64  # one pixel each, none blurred
 
 
+def test_source_augmentations_invert_tint_and_mix_in_target_images(make_cfg):
+    """What the classifier sees of a source batch: half inverted, channels scaled by gains in
+    [0.2, 1], and a target image of the batch blended in by a share up to `mix`."""
+    drcn = instantiate(make_cfg(*CONV).strategy)
+    drcn.augment.source, drcn.augment.shift = False, 0
+    x = torch.rand(400, 3, 4, 4)
+    torch.manual_seed(0)
+    drcn.augment.invert, drcn.augment.tint = True, False
+    flipped = (drcn._source_inputs(x) - (1 - x)).abs().amax((1, 2, 3)) < 1e-6
+    assert 150 < flipped.sum() < 250
+    drcn.augment.invert, drcn.augment.tint = False, True
+    gains = (drcn._source_inputs(x) / x).amax((2, 3))  # one gain per image and channel
+    assert gains.min() >= 0.2 and gains.max() <= 1 and gains.std() > 0.2
+    assert not torch.allclose(gains[:, 0], gains[:, 1])
+    blend = JointClassify(1.0, None, mix=0.5)
+    model = build_model(make_cfg(*CONV).model, (3, 4, 4), 4)
+    seen = []
+    model.encode = lambda images: seen.append(images) or torch.zeros(len(images), 4)
+    target = torch.ones(400, 3, 4, 4)
+    source, labels = torch.zeros(400, 3, 4, 4), torch.zeros(400, dtype=torch.long)
+    blend(Step(model, target, torch.full((400,), -1), None, source, labels))
+    shares = seen[0].amax((1, 2, 3))  # black source + white target: the share itself
+    assert shares.min() >= 0 and shares.max() <= 0.5 and shares.mean() == pytest.approx(0.25, abs=0.03)
+
+
 def _poisoned(load_target, calls):
     def load(cfg, seed, cache_dir=None):
         unmapped = load_target(cfg, seed, cache_dir)
@@ -130,8 +155,9 @@ def test_no_target_label_is_read_at_0_labels(make_cfg, tmp_path, monkeypatch, st
     assert honest["target_val_im"] == poisoned["target_val_im"] is not None
 
 
-def test_a_run_killed_mid_transfer_resumes_to_the_same_figures(make_cfg, tmp_path, monkeypatch):
-    cfg = make_cfg("strategy=drcn", "data.target.labels_per_class=0", "cache_dir=null", "trainer.checkpoint_every=7",
+@pytest.mark.parametrize("strategy", ["drcn", "drcn_styled"])  # drcn_styled: the source restyled, randomly
+def test_a_run_killed_mid_transfer_resumes_to_the_same_figures(make_cfg, tmp_path, monkeypatch, strategy):
+    cfg = make_cfg(f"strategy={strategy}", "data.target.labels_per_class=0", "cache_dir=null", "trainer.checkpoint_every=7",
                    "trainer.pretrain.steps=30", "trainer.transfer.steps=30")
     reference = train(cfg, tmp_path / "reference")
     with monkeypatch.context() as patch:  # the process dies after step 15, its last.pt from step 14
@@ -152,18 +178,26 @@ def test_a_run_killed_mid_transfer_resumes_to_the_same_figures(make_cfg, tmp_pat
     assert without_time(read_metrics(tmp_path / "killed")) == without_time(read_metrics(tmp_path / "reference"))
 
 
-def test_a_target_whose_classes_are_not_the_sources_is_refused_at_0_labels(make_cfg, tmp_path, caplog):
+def test_a_target_whose_classes_are_not_the_sources_is_refused_at_0_labels(make_cfg, tmp_path, caplog, monkeypatch):
     cfg = make_cfg("strategy=drcn", "data.target.labels_per_class=0", "data.target.load.n_classes=6")
-    with pytest.raises(AetlError, match=r"^strategy=drcn with no target labels needs the target's classes among "
-                                        r"the source's .*there is no shared label space to adapt; give the target "
-                                        r"labels \(data.target.labels_per_class > 0\) or choose another strategy$"):
-        train(cfg, tmp_path / "refused")
+
+    def no_mf(*args, **kwargs):
+        raise AssertionError("Mf was asked for: the refusal must come before pretraining")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(pipeline, "settle_fit", no_mf)
+        with pytest.raises(AetlError, match=r"^strategy=drcn with no target labels needs the target's classes among "
+                                            r"the source's \(source: .*; target: .*\): there is no shared "
+                                            r"label space to adapt; give the target labels "
+                                            r"\(data.target.labels_per_class > 0\) or choose another strategy$"):
+            train(cfg, tmp_path / "refused")
     assert not (tmp_path / "refused" / "summary.json").exists()
     caplog.set_level("INFO")
-    auto = train(make_cfg("strategy=auto", "strategy.candidates=[finetune,drcn]", "data.target.labels_per_class=0",
-                          "data.target.load.n_classes=6"), tmp_path / "auto")
-    assert set(auto["candidates"]) == {"scratch", "finetune"}  # drcn left out, the reason logged
+    auto = train(make_cfg("strategy=auto", "data.target.labels_per_class=0", "data.target.load.n_classes=6"),
+                 tmp_path / "auto")  # the default candidates: finetune, drcn, drcn_styled
+    assert set(auto["candidates"]) == {"scratch", "finetune"}  # the drcn ones left out, the reason logged
     assert "drcn left out: strategy=drcn with no target labels" in caplog.text
+    assert "drcn_styled left out: strategy=drcn_styled with no target labels" in caplog.text
 
 
 def test_a_source_model_without_a_classifier_is_refused(make_cfg, tmp_path):

@@ -83,7 +83,8 @@ def test_auto_keeps_scratch_when_mf_is_deliberately_bad(make_cfg, tmp_path):
     torch.manual_seed(1)
     ckpt["model"] = {k: v + 3 * torch.randn_like(v) if v.is_floating_point() else v for k, v in ckpt["model"].items()}
     torch.save(ckpt, tmp_path / "bad.pt")
-    auto = train(make_cfg("strategy=auto", f"pretrained={tmp_path / 'bad.pt'}"), tmp_path / "auto")
+    auto = train(make_cfg("strategy=auto", "strategy.candidates=[finetune]", f"pretrained={tmp_path / 'bad.pt'}"),
+                 tmp_path / "auto")
     scratch = train(make_cfg("strategy=scratch"), tmp_path / "scratch")
     assert auto["strategy"] == "auto" and auto["chosen"] == "scratch"
     assert set(auto["candidates"]) == {"scratch", "finetune"}
@@ -179,3 +180,22 @@ def test_rank_refuses_nothing_and_a_model_of_another_shape(make_cfg, tmp_path):
     train(make_cfg("data.image_size=8", "trainer.pretrain.steps=2", "trainer.transfer.steps=1"), tmp_path / "big")
     with pytest.raises(AetlError, match=r"is not a source model for 1x16x16 images \(it was trained for \[1, 8, 8\]\)"):
         rank(wrong, tmp_path / "b", [])
+
+
+def test_auto_at_0_labels_sets_aside_a_candidate_that_lost_the_source_task(make_cfg):
+    """IM alone rewards a classifier that collapsed onto confident wrong classes (MNIST -> MNIST-M:
+    drcn's IM 0.84 with 25% accuracy against drcn_styled's 0.81 with 63%); a candidate whose source
+    validation accuracy is more than two standard errors under the best one's is set aside first."""
+    from hydra.utils import instantiate
+    auto = instantiate(make_cfg("strategy=auto").strategy)
+
+    def figures(*candidates):
+        return [{"val_mse": 0.01, "val_acc": None, "labelled": 0, "val_im": im, "source_val_acc": acc,
+                 "source_val_n": None if im is None else 250} for im, acc in candidates]
+
+    scratch = (None, None)
+    assert auto.choose(figures(scratch, (0.65, 0.648), (0.837, 0.700), (0.805, 0.948))) == 3  # collapsed: aside
+    assert auto.choose(figures(scratch, (0.729, 0.948), (0.890, 0.964), (0.799, 0.956))) == 2  # all kept: max IM
+    # two standard errors of 96.4% over 250 images are 2.4 points: 93.9% is set aside, 94.1% is not
+    assert auto.choose(figures(scratch, (0.9, 0.939), (0.8, 0.964))) == 2
+    assert auto.choose(figures(scratch, (0.9, 0.941), (0.8, 0.964))) == 1

@@ -30,7 +30,7 @@ from aetl.infra.schema import App, Seed, Target, check_config
 from aetl.infra.signals import StopSignals
 from aetl.models import AutoEncoder
 from aetl.strategies.pretrain import settle_fit
-from aetl.strategies.transfer import transfer
+from aetl.strategies.transfer import check_adaptable, transfer
 from aetl.training.budget import check_memory
 from aetl.training.context import RunContext
 from aetl.training.loop import Loop, TrainerSettings
@@ -105,6 +105,7 @@ def _train(ctx: RunContext) -> dict:
     check_memory(cfg, ctx.device)  # before anything is decoded or allocated
     source = load_source(cfg.data, ctx.device, cfg.cache_dir)
     target = load_target(cfg.data, cfg.seed, cfg.cache_dir)
+    check_adaptable(strategy, (source.classes, target.domain.classes), int(cfg.data.target.labels_per_class))
     # Mf: for the strategy, and to choose the target's fit where it is auto (then scratch needs it too)
     mf, fit = settle_fit(ctx, strategy, source, target)
     storage = Storage.of(cfg.data, ctx.device, cfg.cache_dir)

@@ -98,11 +98,8 @@ class Pair:
     def head_classes(self) -> torch.Tensor | None:
         """For each target class, the index of the source class of the same name (so that Mf's
         source classifier can be scored on T), or None when some target class has no match."""
-        index = {_class_key(c): i for i, c in enumerate(self.source.classes)}
-        found = [index.get(_class_key(c)) for c in self.target.classes]
-        if not found or None in found:
-            return None
-        return torch.tensor(found, device=self.target.test.device)
+        found = shared_classes(self.source.classes, self.target.classes)
+        return None if found is None else torch.tensor(found, device=self.target.test.device)
 
 
 @dataclass
@@ -218,6 +215,14 @@ def load_pair(cfg: DictConfig, seed: int, device: torch.device, mf: AutoEncoder 
     source = load_source(cfg, device, cache_dir)
     target = map_target(load_target(cfg, seed, cache_dir), cfg, source, mf, Storage.of(cfg, device, cache_dir), fit)
     return Pair(source, target, frame_shape(cfg))
+
+
+def shared_classes(source: Sequence[str], target: Sequence[str]) -> list[int] | None:
+    """For each target class, the index of the source class of the same name, or None when
+    some target class has none (or the target has no classes)."""
+    index = {_class_key(c): i for i, c in enumerate(source)}
+    found = [index.get(_class_key(c)) for c in target]
+    return None if not found or None in found else found
 
 
 def _class_key(name: str) -> str:

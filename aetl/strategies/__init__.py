@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -82,8 +82,11 @@ class Strategy:
         """The training phases of model (as `build` made it from ctx) on the target images, in order."""
         raise NotImplementedError
 
-    def refusal(self, pair: "Pair", labels_per_class: int, mf: AutoEncoder | None) -> str | None:
-        """Why this strategy cannot adapt to pair's target (one line), or None where it can."""
+    def refusal(self, classes: "tuple[Sequence[str], Sequence[str]]", labels_per_class: int,
+                has_head: bool | None) -> str | None:
+        """Why this strategy cannot adapt to a target (one line), or None where it can: classes
+        are the source's and the target's class names, has_head whether Mf has a source
+        classifier (None before Mf is there: refusals that need it wait)."""
         return None
 
     def candidates(self) -> list["Strategy"]:

@@ -25,6 +25,15 @@ label-free validation figures (docs/results.md, "No target labels": `adapt.im` a
   validation figure scores, so where it is on, settings are chosen by source validation
   accuracy instead (docs/results.md).
 - `augment.source`: the source batches are shifted too (French et al. 2018 augment both).
+- `augment.invert`, `augment.tint`, `augment.mix`: the source images restyled towards the
+  target's, so that the classifier learns digits of either polarity, in any colour, on the
+  target's backgrounds: half inverted (the intensity flip of French et al. 2018), each
+  channel scaled by a random gain in [0.2, 1], and a random target image of the batch
+  blended in by a share drawn up to `mix` (domain mixup, Xu et al., AAAI 2020; only the
+  source label is used). Off in `drcn`; on in `drcn_styled` (configs/strategy/), which also
+  leaves the IM loss off. They pay where the target looks far from the source (MNIST ->
+  MNIST-M) and cost where it looks near (MNIST -> digits); `strategy=auto` tells the two
+  apart without target labels (aetl/strategies/auto.py).
 - CORAL or MMD alignment of the target codes with the source codes: `trainer.align`, which
   any strategy takes (Sun & Saenko 2016; Long et al. 2015).
 
@@ -38,13 +47,14 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Iterator, Literal
+from typing import Annotated, Iterator, Literal, Sequence
 
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import nn
 
+from aetl.data.pair import shared_classes
 from aetl.errors import AetlError
 from aetl.evaluation.metrics import prediction_entropies
 from aetl.infra.schema import Count, NonNegative, Range, Share
@@ -52,9 +62,6 @@ from aetl.models import AutoEncoder
 from aetl.strategies import Context, Strategy, all_params
 from aetl.training.loop import Phase
 from aetl.training.losses import Step
-
-if TYPE_CHECKING:
-    from aetl.data.pair import Pair
 
 log = logging.getLogger(__name__)
 Balance = Annotated[float, Range(0, 0.99, hint="set it in [0, 0.99]: the share of the loss that is classification")]
@@ -67,6 +74,9 @@ class Augment:
     noise: Share = 0.2   # share of the target's pixels set to 0 (masking noise: the denoising criterion)
     shift: Count = 2     # random shift of every image by up to this many pixels each way
     source: bool = False  # shift the source batches too
+    invert: bool = False  # invert the intensities of half the source images (1 - x)
+    tint: bool = False   # scale each source image's channels by random gains in [0.2, 1]
+    mix: Share = 0.0     # blend into each source image a random target image of the batch, by a share drawn up to this
 
 
 @dataclass
@@ -92,15 +102,16 @@ class Drcn(Strategy):
             raise AetlError(f"strategy.balance must be in [0, 1), got {balance}: the share of the loss that is "
                             "classification")
 
-    def refusal(self, pair: Pair, labels_per_class: int, mf: AutoEncoder | None) -> str | None:
-        if mf is None or not mf.has_head:
+    def refusal(self, classes: tuple[Sequence[str], Sequence[str]], labels_per_class: int,
+                has_head: bool | None) -> str | None:
+        source, target = classes
+        if not labels_per_class and shared_classes(source, target) is None:
+            return (f"strategy={self.name} with no target labels needs the target's classes among the source's "
+                    f"(source: {_classes(source)}; target: {_classes(target)}): there is no shared label space "
+                    "to adapt; give the target labels (data.target.labels_per_class > 0) or choose another strategy")
+        if has_head is False:
             return (f"strategy={self.name} trains Mf's source classifier, and this Mf has none: it needs a source "
                     "with labels and trainer.pretrain.cls_weight > 0 (the default 0.5)")
-        if not labels_per_class and pair.head_classes() is None:
-            return (f"strategy={self.name} with no target labels needs the target's classes among the source's "
-                    f"({pair.source.name}: {_classes(pair.source.classes)}; {pair.target.name}: "
-                    f"{_classes(pair.target.classes)}): there is no shared label space to adapt; give the target "
-                    "labels (data.target.labels_per_class > 0) or choose another strategy")
         return None
 
     def build(self, ctx: Context) -> AutoEncoder:
@@ -116,8 +127,8 @@ class Drcn(Strategy):
         if ctx.pair is not None:
             phase.source_images = ctx.pair.source.train
             phase.losses.append(JointClassify(self.balance / (1 - self.balance), ctx.pair.head_classes(),
-                                              self._source_inputs if self.augment.source else None,
-                                              self.adapt.adabn, self.adapt.pseudo, self.adapt.im))
+                                              self._source_inputs if self._augments_source else None,
+                                              self.adapt.adabn, self.adapt.pseudo, self.adapt.im, self.augment.mix))
         return [phase]
 
     def _target_inputs(self, x: torch.Tensor) -> torch.Tensor:
@@ -126,8 +137,18 @@ class Drcn(Strategy):
             x = x * (torch.rand_like(x[:, :1]) >= self.augment.noise)  # one mask for all channels
         return x
 
+    @property
+    def _augments_source(self) -> bool:
+        return self.augment.source or self.augment.invert or self.augment.tint
+
     def _source_inputs(self, x: torch.Tensor) -> torch.Tensor:
-        return shifted(x, self.augment.shift)
+        x = shifted(x, self.augment.shift) if self.augment.source else x
+        if self.augment.tint:
+            x = x * (0.2 + 0.8 * torch.rand(len(x), x.shape[1], 1, 1, device=x.device, dtype=x.dtype))
+        if self.augment.invert:
+            flip = torch.rand(len(x), 1, 1, 1, device=x.device) < 0.5
+            x = torch.where(flip, 1 - x, x)
+        return x
 
 
 @dataclass
@@ -144,9 +165,14 @@ class JointClassify:
     adabn: bool = False
     pseudo: float = 0.0
     im: float = 0.0
+    mix: float = 0.0
 
     def __call__(self, step: Step) -> dict[str, torch.Tensor]:
         xs = self.source_inputs(step.xs) if self.source_inputs else step.xs
+        if self.mix > 0:
+            share = self.mix * torch.rand(len(xs), 1, 1, 1, device=xs.device, dtype=xs.dtype)
+            partner = step.x[torch.randint(len(step.x), (len(xs),), device=xs.device)]
+            xs = (1 - share) * xs + share * partner
         with _running_stats_kept(step.model.encoder) if self.adabn else contextlib.nullcontext():
             step._zs = step.model.encode(xs)
         losses = {"cls": self.weight * F.cross_entropy(step.model.logits(step._zs), step.ys)}

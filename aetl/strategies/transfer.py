@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,7 +74,8 @@ def transfer(ctx: RunContext, strategy: Strategy, pair: Pair, mf: SourceModel | 
                for o, m in zip(options, models)]
     chosen = strategy.choose(figures)
     log.info("%s: chose %s on the validation split (%s)", strategy.name, options[chosen].name, "; ".join(
-        f"{o.name}: val_mse {f['val_mse']:.5f}, val_acc {_pct(f['val_acc'])}" for o, f in zip(options, figures)))
+        f"{o.name}: val_mse {f['val_mse']:.5f}, val_acc {_pct(f['val_acc'])}, val_im {_num(f['val_im'])}, "
+        f"source_val_acc {_pct(f['source_val_acc'])}" for o, f in zip(options, figures)))
     return models[chosen], Choice(options[chosen], steps_of[chosen], {o.name: f for o, f in zip(options, figures)})
 
 
@@ -136,13 +138,23 @@ def usable(strategy: Strategy, pair: Pair, labels_per_class: int, mf: AutoEncode
     """The strategy's candidates that can adapt to this target: a strategy of its own that
     cannot is refused in one line; `auto` leaves such a candidate out and says why."""
     options = strategy.candidates()
-    why = {o.name: o.refusal(pair, labels_per_class, mf) for o in options}
+    classes = (pair.source.classes, pair.target.classes)
+    why = {o.name: o.refusal(classes, labels_per_class, mf is not None and mf.has_head) for o in options}
     kept = [o for o in options if why[o.name] is None]
     if len(options) == 1 and not kept:
         raise AetlError(why[options[0].name])
     for left in (o for o in options if o not in kept):
         log.info("%s: %s left out: %s", strategy.name, left.name, why[left.name])
     return kept
+
+
+def check_adaptable(strategy: Strategy, classes: tuple[Sequence[str], Sequence[str]], labels_per_class: int) -> None:
+    """Before Mf is pretrained: a strategy of its own that cannot adapt to a target with these
+    (source, target) classes is refused now, not after minutes of pretraining (`usable` sorts
+    out auto's candidates, and the refusals that need Mf, later)."""
+    options = strategy.candidates()
+    if len(options) == 1 and (why := options[0].refusal(classes, labels_per_class, None)):
+        raise AetlError(why)
 
 
 def _train_candidate(ctx: RunContext, candidate: Strategy, pair: Pair, mf: SourceModel | None, position: int,
@@ -214,3 +226,7 @@ def _or_nan(value: float | None) -> float:
 
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
