@@ -19,6 +19,10 @@ def test_help_lists_the_commands(tmp_path):
         assert f"\n  {command}" in out.stdout
     bad = aetl("trian", cwd=tmp_path)
     assert bad.returncode != 0 and "unknown command 'trian'" in bad.stderr
+    # `aetl --help | head -1`: the reader has gone before aetl writes; no traceback
+    piped = subprocess.Popen([AETL, "--help"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    piped.stdout.close()
+    assert piped.wait(timeout=60) == 1 and piped.stderr.read() == b""
 
 
 def test_hydra_flags_work_on_train(tmp_path):

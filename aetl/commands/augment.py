@@ -55,7 +55,10 @@ def augment(cfg: DictConfig, out_dir: Path) -> dict:
     summary = {"run": str(cfg.run), **{k: trained["run"].get(k) for k in KEPT},
                **instantiate(cfg.app)(model, run, pair=pair)}
     run.write_summary(summary)
-    run.announce(f"augment {summary['augment_mode']}: {summary['n_augmented']} new images; target_acc "
+    used = summary.get("n_augmented_used")
+    share = (f"{used} used (the share validation chose: {summary['augment_mix']})" if used
+             else "none used: validation chose a share of 0, so the figures with them are the figures without")
+    run.announce(f"augment {summary['augment_mode']}: {summary['n_augmented']} new images, {share}; target_acc "
                  f"{figure(summary['target_acc'])} without them, {figure(summary['target_acc_augmented'])} with them "
                  f"(validation {figure(summary['target_val_acc'])} -> {figure(summary['target_val_acc_augmented'])})")
     return summary

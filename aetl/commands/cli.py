@@ -41,6 +41,14 @@ Set AETL_DEBUG=1 to see the traceback behind an error message.
 
 
 def main(argv: list[str] | None = None) -> None:
+    try:
+        _main(argv)
+    except BrokenPipeError:  # `aetl --help | head -3`: the reader left early; no traceback, as any Unix tool
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (the exit's flush would fail again)
+        sys.exit(1)
+
+
+def _main(argv: list[str] | None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0] in ("-h", "--help", "help"):
         width = max(map(len, COMMANDS))

@@ -49,7 +49,7 @@ from aetl.evaluation.transferability import (
 )
 from aetl.infra.checkpoint import load_checkpoint
 from aetl.infra.distributed import pick_device
-from aetl.infra.rundir import Run, log_config, register_resolvers
+from aetl.infra.rundir import Run, log_config, log_to_files, register_resolvers
 from aetl.infra.schema import Seed, Target, check_config
 from aetl.models import AutoEncoder
 from aetl.strategies.pretrain import load_mf, obtain_mf
@@ -118,8 +118,9 @@ def rank(cfg: DictConfig, out_dir: Path, overrides: list[str], composer=compose_
     run.save_bytes("rank.json", (json.dumps(result, indent=2, allow_nan=False) + "\n").encode())
     run.save_bytes("rank.csv", _csv(rows).encode())
     print(table(rows), verdict, sep="\n")
-    log.info("%s", verdict)
-    log.info("run dir: %s (rank.json, rank.csv: every score; run.log)", run.root)
+    log_to_files(log, verdict)  # (the terminal has it just above)
+    log.info("run dir: %s (rank.json, rank.csv: every score; sources/: each source's Mf; run.log)",
+             run.root)
     return result
 
 
