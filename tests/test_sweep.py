@@ -79,7 +79,7 @@ def test_a_sweep_with_a_failed_job_ends_non_zero_naming_its_log(tmp_path):
 def test_a_search_whose_every_trial_failed_names_no_best_trial(tmp_path, capsys):
     """The Optuna sweeper names a best trial even when every trial failed (all at the worst
     value); the sweep's end says there is none."""
-    from aetl.infra.callbacks import FailedJobs
+    from aetl.infra.callbacks import SweepEnd
 
     sweep = tmp_path / "search"
     for job in ("0", "1"):
@@ -88,7 +88,20 @@ def test_a_search_whose_every_trial_failed_names_no_best_trial(tmp_path, capsys)
     (sweep / "optimization_results.yaml").write_text("name: optuna\nbest_params:\n  trainer.transfer.lr: 0.001\n"
                                                      "best_value: .inf\n")
     with pytest.raises(SystemExit):
-        FailedJobs().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
+        SweepEnd().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
     results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert results["best_params"] is None and results["best_value"] is None and "every trial failed" in results["note"]
     assert "2 of 2 jobs failed" in capsys.readouterr().err
+
+
+def test_a_sweep_ends_naming_its_dir_and_the_report_command(tmp_path, capsys):
+    from aetl.infra.callbacks import SweepEnd
+
+    sweep = tmp_path / "sweep"
+    for job in ("0", "1"):
+        (sweep / job / ".hydra").mkdir(parents=True)
+        (sweep / job / ".hydra" / "config.yaml").write_text("{}")
+        (sweep / job / "summary.json").write_text("{}")
+    SweepEnd().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
+    assert capsys.readouterr().out.splitlines()[-1].endswith(
+        f": 2 jobs finished in {sweep} (aetl report {sweep} makes their table)")

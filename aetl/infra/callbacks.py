@@ -16,10 +16,11 @@ FINISHED = ("summary.json", "rank.json")  # what a job of each command writes wh
 SHOWN = 10  # logs named on the last line at most
 
 
-class FailedJobs(Callback):
-    """A sweep goes on past a failed job (its one line is in its run.log, and an Optuna trial
-    gets the worst objective). At the end, when any job failed, the sweep's last line says
-    how many and where their logs are, and its exit status is 1."""
+class SweepEnd(Callback):
+    """A sweep's last line: where its jobs are and how to tabulate them. A sweep goes on past
+    a failed job (its one line is in its run.log, and an Optuna trial gets the worst
+    objective); when any job failed, the last line says how many and where their logs are,
+    and the exit status is 1."""
 
     def __init__(self) -> None:
         self.started = time.time()
@@ -31,6 +32,8 @@ class FailedJobs(Callback):
         jobs = sweep_jobs(Path(str(config.hydra.sweep.dir)), self.started)
         failed = [job for job in jobs if not any((job / name).is_file() for name in FINISHED)]
         if not failed:
+            print(f"{sys.argv[0]}: {len(jobs)} jobs finished in {config.hydra.sweep.dir} "
+                  f"(aetl report {config.hydra.sweep.dir} makes their table)")
             return
         logs = [str(job / "run.log") for job in failed]
         if len(failed) == len(jobs):
