@@ -147,6 +147,22 @@ def test_gain_is_against_the_scratch_with_every_other_setting_equal(tmp_path, ca
     assert "- mnist → digits, 100 images, 10 labels/class, finetune (data.target.root=c)" in printed
 
 
+def test_a_scratch_that_used_no_mf_shows_no_mf_setting_and_is_still_the_baseline(tmp_path, capsys):
+    """The README's sweep `strategy=scratch,finetune seed=0,1,2 trainer.pretrain.seed=0`: scratch
+    reads no Mf, so trainer.pretrain.seed is no variant of it, and finetune's gain is against it."""
+    root = tmp_path / "sweep"
+    for seed in (0, 1):
+        for strategy, mse, acc, mf in (("scratch", 0.004, 0.80, None), ("finetune", 0.002, 0.90, "pretrained")):
+            make_job(root, f"{strategy}{seed}", [f"strategy={strategy}", f"seed={seed}", "trainer.pretrain.seed=0"],
+                     {"strategy": strategy, "seed": seed, "target_mse": mse, "target_acc": acc, "source_model": mf})
+    assert main([str(root)]) == 0
+    rows = {r["strategy"]: r for r in csv.DictReader(open(root / "report.csv"))}
+    assert rows["scratch"]["variant"] == "" and rows["finetune"]["variant"] == "trainer.pretrain.seed=0"
+    assert float(rows["finetune"]["mse_gain_pct"]) == pytest.approx(50.0)
+    assert float(rows["finetune"]["acc_gain_pts"]) == pytest.approx(10.0)
+    assert "scratch (trainer.pretrain.seed=0)" not in capsys.readouterr().out
+
+
 def test_every_job_failed_writes_the_list_and_no_empty_plot(tmp_path, capsys):
     root = tmp_path / "sweep"
     make_job(root, "0", ["strategy=scratch"], log="[12:00:01][ERROR] job failed: trainer.transfer.lr must be > 0\n")

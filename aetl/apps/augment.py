@@ -28,6 +28,7 @@ labelled targets would (mnist -> digits, 10 labels per class).
 from __future__ import annotations
 
 import io
+import logging
 import typing
 from dataclasses import dataclass
 from typing import Literal, Sequence
@@ -47,6 +48,8 @@ TARGET_IMAGES = 4096  # mode=source: target training images whose codes' mean an
 
 Mode = Literal["noise", "interpolate", "extrapolate", "image", "source"]
 MODES = typing.get_args(Mode)
+
+log = logging.getLogger(__name__)
 
 
 def neighbours(z: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -184,6 +187,8 @@ class Augment:
         else:
             base = labelled
         target = pair.target.train.batch(slice(0, TARGET_IMAGES)) if mode == "source" else None
+        log.info("augment %s: making new images from %d and fitting the probe with each share of them in %s "
+                 "(on a CPU, about a minute)", mode, len(base.x), sorted(set(self.mix)))
         new_x, new_y = augment(model, base.x, base.y, self, target=target)
         without = target_predictor(model, pair, self.probe_l2)  # as aetl train scores the run
         share, with_aug, tried = self.chosen(model, pair, (new_x, new_y), without)

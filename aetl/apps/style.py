@@ -15,6 +15,7 @@ boxes of the content (or all but them) are restyled, at the content's own size
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ from aetl.apps.region import band_of, blend_outside, drawn, locate, padded, pars
 from aetl.errors import AetlError
 from aetl.infra.schema import Count, Natural, NonNegative, Share
 from aetl.models import AutoEncoder
+
+log = logging.getLogger(__name__)
 
 EPS = 1e-5
 
@@ -177,6 +180,8 @@ class StyleTransfer:
         loss = StyleLoss(model, padded(x_content, model.factor), padded(x_style, model.factor))
         results, fed, refined = [], [], []
         for alpha in self.alphas:
+            if self.refine_steps > 0:  # (the one slow part: say what is going on)
+                log.info("stylizing at alpha %g with %d L-BFGS refinement steps", alpha, self.refine_steps)
             record, first, out = self.one(model, (x_content, x_style), loss, alpha, levels)
             fed.append(first[0])
             if self.refine_steps > 0:

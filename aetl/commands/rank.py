@@ -265,7 +265,7 @@ def table(rows: list[dict]) -> str:
             "behind best", "± s.e.", "Mf s", "score s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for i, r in enumerate(rows):
-        cells = ["n/a" if r[c] is None else str(r[c]) for c in COLUMNS[:-1]]
+        cells = ["n/a" if r[c] is None else f"{r[c]:.1f}" if c.endswith("_s") else str(r[c]) for c in COLUMNS[:-1]]
         if i == 0 and r["logme_gain"] is not None:
             cells[8:10] = ["(best)", ""]
         lines.append("| " + " | ".join(cells) + " |")

@@ -96,12 +96,20 @@ class Group:
 
 
 def variant(job: Job) -> tuple[str, ...]:
-    """The job's overrides that are not table columns or run settings: what else sets this group apart."""
+    """The job's overrides that are not table columns or run settings: what else sets this group
+    apart (Mf's settings only where the job used Mf: `scratch` with trainer.pretrain.seed=0 is scratch)."""
     kept = [o for o in job.overrides if o.split("=")[0].lstrip("+~") not in COLUMNS | HOW
             and not o.startswith("hydra")]
+    if job.summary.get("source_model", "?") is None:
+        kept = list(without_mf(tuple(kept)))
     if job.summary.get("augment_mode"):  # an aetl augment run: its mode is a variant
         kept = [f"augment={job.summary['augment_mode']}", *(o for o in kept if not o.startswith("app.mode="))]
     return tuple(sorted(kept))
+
+
+def without_mf(setting: tuple[str, ...]) -> tuple[str, ...]:
+    """The overrides that do not choose Mf (trainer.pretrain.*, pretrained=)."""
+    return tuple(o for o in setting if not o.lstrip("+~").startswith(("trainer.pretrain.", "pretrained=")))
 
 
 def group_jobs(jobs: list[Job]) -> list[Group]:
@@ -122,7 +130,8 @@ def scratch_runs(group: Group, groups: list[Group]) -> list[Group]:
     strategy's own equal. A scratch run that used no source model at all (a target with a
     fixed fit) stands for every source."""
     k = group.key
-    return [g for g in groups if g.key.strategy == "scratch" and g.key.setting == k.setting
+    return [g for g in groups if g.key.strategy == "scratch"
+            and (g.key.setting == k.setting if g.used_source else g.key.setting == without_mf(k.setting))
             and (g.key.source == k.source or not g.used_source)
             and (g.key.target, g.key.n_target_train) == (k.target, k.n_target_train)]
 
