@@ -182,20 +182,23 @@ def test_rank_refuses_nothing_and_a_model_of_another_shape(make_cfg, tmp_path):
         rank(wrong, tmp_path / "b", [])
 
 
-def test_auto_at_0_labels_sets_aside_a_candidate_that_lost_the_source_task(make_cfg):
+def test_auto_at_0_labels_weighs_the_im_score_by_source_accuracy(make_cfg):
     """IM alone rewards a classifier that collapsed onto confident wrong classes (MNIST -> MNIST-M:
-    drcn's IM 0.84 with 25% accuracy against drcn_styled's 0.81 with 63%); a candidate whose source
-    validation accuracy is more than two standard errors under the best one's is set aside first."""
+    drcn's IM 0.84 with 25% target accuracy, its source accuracy down to 70%, against drcn_styled's
+    0.69 with 72%); weighed by source accuracy it loses. A small loss of source accuracy, the price
+    of adapting, costs only as much (UCI digits -> MNIST: drcn at 93.6% source accuracy is 11 points
+    better on the target than finetune at 98.0%, which a guard on the source accuracy set aside)."""
     from hydra.utils import instantiate
     auto = instantiate(make_cfg("strategy=auto").strategy)
 
     def figures(*candidates):
-        return [{"val_mse": 0.01, "val_acc": None, "labelled": 0, "val_im": im, "source_val_acc": acc,
-                 "source_val_n": None if im is None else 250} for im, acc in candidates]
+        return [{"val_mse": 0.01, "val_acc": None, "labelled": 0, "val_im": im, "source_val_acc": acc}
+                for im, acc in candidates]
 
     scratch = (None, None)
-    assert auto.choose(figures(scratch, (0.65, 0.648), (0.837, 0.700), (0.805, 0.948))) == 3  # collapsed: aside
-    assert auto.choose(figures(scratch, (0.729, 0.948), (0.890, 0.964), (0.799, 0.956))) == 2  # all kept: max IM
-    # two standard errors of 96.4% over 250 images are 2.4 points: 93.9% is set aside, 94.1% is not
-    assert auto.choose(figures(scratch, (0.9, 0.939), (0.8, 0.964))) == 2
-    assert auto.choose(figures(scratch, (0.9, 0.941), (0.8, 0.964))) == 1
+    assert auto.choose(figures(scratch, (0.654, 0.648), (0.837, 0.700), (0.692, 0.952))) == 3  # collapsed
+    assert auto.choose(figures(scratch, (0.729, 0.948), (0.890, 0.964), (0.620, 0.960))) == 2
+    assert auto.choose(figures(scratch, (0.739, 0.980), (0.914, 0.936), (0.471, 0.788))) == 2
+    assert auto.choose(figures(scratch, (0.8, 0.91), (0.9, 0.8))) == 1  # 0.728 against 0.720
+    assert auto.choose(figures(scratch, (0.8, 0.89), (0.9, 0.8))) == 2  # 0.712 against 0.720
+    assert auto.choose(figures(scratch, (0.8, None), (0.7, 0.99))) == 1  # no source figure: IM alone

@@ -170,9 +170,9 @@ def label_free(model: AutoEncoder, pair: Pair) -> dict[str, float | None]:
     of its mean prediction minus the mean entropy of its predictions, over log K: confident
     and diverse; pytorch-adapt's IMValidator) and its mean prediction entropy over log K
     `val_entropy`; and its accuracy on the source validation split `source_val_acc` (source
-    labels) over `source_val_n` images. None without a classifier for the target's classes."""
+    labels). None without a classifier for the target's classes."""
     classes = pair.head_classes()
-    none = {"val_im": None, "val_entropy": None, "source_val_acc": None, "source_val_n": None}
+    none = {"val_im": None, "val_entropy": None, "source_val_acc": None}
     if not model.has_head or classes is None or not len(pair.target.val):
         return none
     model.eval()
@@ -181,8 +181,7 @@ def label_free(model: AutoEncoder, pair: Pair) -> dict[str, float | None]:
     scale = math.log(len(classes)) if len(classes) > 1 else 1.0
     entropy, diversity = (e.item() / scale for e in prediction_entropies(logits.softmax(1), 1e-12))
     own = head_predictions(model, torch.arange(every.shape[1], device=classes.device))
-    return {"val_im": diversity - entropy, "val_entropy": entropy, "source_val_acc": accuracy(own, pair.source.val),
-            "source_val_n": len(pair.source.val)}
+    return {"val_im": diversity - entropy, "val_entropy": entropy, "source_val_acc": accuracy(own, pair.source.val)}
 
 
 def prediction_entropies(p: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:

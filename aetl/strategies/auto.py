@@ -4,8 +4,9 @@ train on its own, and keeps the model that does best on the target *validation* 
 the higher validation accuracy of the linear probe where the target has labels (ties
 broken by the lower validation MSE); with no target labels, among the candidates whose
 own classifier predicts the target's classes (finetune's Mf head, drcn), the higher
-label-free IM score on the target validation images (aetl.evaluation.metrics.label_free),
-else the lower validation MSE. The test split is never read, nor any target label at 0
+label-free IM score on the target validation images (aetl.evaluation.metrics.label_free)
+times the accuracy on the source validation split (`label_free_score`), else the lower
+validation MSE. The test split is never read, nor any target label at 0
 labels. `drcn` is a candidate where the source has labels and, with no target labels, the
 classes match (it is left out, with the reason logged, elsewhere). A source that does not help therefore costs time, not accuracy: scratch is
 always among the candidates.
@@ -14,7 +15,6 @@ always among the candidates.
 from __future__ import annotations
 
 import logging
-import math
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig
@@ -50,28 +50,20 @@ class Auto(Strategy):
             return min(range(len(figures)), key=lambda i: (-figures[i]["val_acc"], figures[i]["val_mse"]))
         scored = [i for i, f in enumerate(figures) if f.get("val_im") is not None]
         if scored and not any(f.get("labelled", 1) for f in figures):
-            kept = self._source_kept(figures, scored)
             log.info("%s: no target labels: choosing among the candidates with a classifier for the target's "
-                     "classes that kept the source task by the label-free IM score of their predictions on the "
-                     "target validation images (no target label read)", self.name)
-            return max(kept, key=lambda i: figures[i]["val_im"])
+                     "classes by the label-free IM score of their predictions on the target validation images "
+                     "times their accuracy on the source validation split (no target label read)", self.name)
+            return max(scored, key=lambda i: label_free_score(figures[i]))
         return min(range(len(figures)), key=lambda i: figures[i]["val_mse"])
 
-    def _source_kept(self, figures: list[dict], scored: list[int]) -> list[int]:
-        """The scored candidates whose source validation accuracy is within two standard errors
-        of the best one's: a classifier that lost the source task has no claim to carry it to
-        the target, however confident its target predictions (the IM score alone rewards a
-        collapse onto confident wrong classes; source risk as a validator: Ganin et al. 2016,
-        You et al. 2019)."""
-        accs = {i: figures[i].get("source_val_acc") for i in scored}
-        known = {i: a for i, a in accs.items() if a is not None and figures[i].get("source_val_n")}
-        if not known:
-            return scored
-        best = max(known, key=known.get)
-        n = figures[best]["source_val_n"]
-        floor = known[best] - 2 * max(math.sqrt(known[best] * (1 - known[best]) / n), 1 / n)
-        kept = [i for i in scored if i not in known or known[i] >= floor]
-        if len(kept) < len(scored):
-            log.info("%s: %d candidate(s) set aside: source validation accuracy below %.1f%%, two standard errors "
-                     "under the best (%.1f%%)", self.name, len(scored) - len(kept), 100 * floor, 100 * known[best])
-        return kept
+
+def label_free_score(figures: dict) -> float:
+    """What auto maximises with no target labels: the IM score on the target validation images
+    (confident and diverse predictions) times the accuracy on the source validation split. IM
+    alone rewards a classifier that collapsed onto confident wrong classes, and such a classifier
+    has lost the source task too (MNIST -> MNIST-M: drcn's IM 0.84 at 70% source accuracy
+    against drcn_styled's 0.69 at 95%); a small loss of source accuracy, the usual price of
+    adapting, costs a candidate only as much (source risk as a validator: Ganin et al. 2016;
+    You et al. 2019). Without a source validation split, IM alone."""
+    source = figures.get("source_val_acc")
+    return figures["val_im"] * (1.0 if source is None else source)
