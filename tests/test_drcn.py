@@ -114,13 +114,14 @@ def test_source_augmentations_invert_tint_and_mix_in_target_images(make_cfg):
     x = torch.rand(400, 3, 4, 4)
     torch.manual_seed(0)
     drcn.augment.invert, drcn.augment.tint = True, False
-    flipped = (drcn._source_inputs(x) - (1 - x)).abs().amax((1, 2, 3)) < 1e-6
+    flipped = (drcn._source_inputs(x, x) - (1 - x)).abs().amax((1, 2, 3)) < 1e-6
     assert 150 < flipped.sum() < 250
     drcn.augment.invert, drcn.augment.tint = False, True
-    gains = (drcn._source_inputs(x) / x).amax((2, 3))  # one gain per image and channel
+    gains = (drcn._source_inputs(x, x) / x).amax((2, 3))  # one gain per image and channel
     assert gains.min() >= 0.2 and gains.max() <= 1 and gains.std() > 0.2
     assert not torch.allclose(gains[:, 0], gains[:, 1])
-    blend = JointClassify(1.0, None, mix=0.5)
+    drcn.augment.tint, drcn.augment.mix = False, 0.5
+    blend = JointClassify(1.0, None, drcn._source_inputs)
     model = build_model(make_cfg(*CONV).model, (3, 4, 4), 4)
     seen = []
     model.encode = lambda images: seen.append(images) or torch.zeros(len(images), 4)

@@ -20,7 +20,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import NamedTuple
+from typing import Iterable, NamedTuple
 
 from aetl.errors import AetlError
 from aetl.infra.jobs import FIGURES, Job, find_jobs
@@ -101,13 +101,13 @@ def variant(job: Job) -> tuple[str, ...]:
     kept = [o for o in job.overrides if o.split("=")[0].lstrip("+~") not in COLUMNS | HOW
             and not o.startswith("hydra")]
     if job.summary.get("source_model", "?") is None:
-        kept = list(without_mf(tuple(kept)))
+        kept = list(without_mf(kept))
     if job.summary.get("augment_mode"):  # an aetl augment run: its mode is a variant
         kept = [f"augment={job.summary['augment_mode']}", *(o for o in kept if not o.startswith("app.mode="))]
     return tuple(sorted(kept))
 
 
-def without_mf(setting: tuple[str, ...]) -> tuple[str, ...]:
+def without_mf(setting: Iterable[str]) -> tuple[str, ...]:
     """The overrides that do not choose Mf (trainer.pretrain.*, pretrained=)."""
     return tuple(o for o in setting if not o.lstrip("+~").startswith(("trainer.pretrain.", "pretrained=")))
 

@@ -127,8 +127,8 @@ class Drcn(Strategy):
         if ctx.pair is not None:
             phase.source_images = ctx.pair.source.train
             phase.losses.append(JointClassify(self.balance / (1 - self.balance), ctx.pair.head_classes(),
-                                              self._source_inputs if self._augments_source else None,
-                                              self.adapt.adabn, self.adapt.pseudo, self.adapt.im, self.augment.mix))
+                                              self._source_inputs, self.adapt.adabn, self.adapt.pseudo,
+                                              self.adapt.im))
         return [phase]
 
     def _target_inputs(self, x: torch.Tensor) -> torch.Tensor:
@@ -137,17 +137,18 @@ class Drcn(Strategy):
             x = x * (torch.rand_like(x[:, :1]) >= self.augment.noise)  # one mask for all channels
         return x
 
-    @property
-    def _augments_source(self) -> bool:
-        return self.augment.source or self.augment.invert or self.augment.tint
-
-    def _source_inputs(self, x: torch.Tensor) -> torch.Tensor:
+    def _source_inputs(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """What the classifier sees of a source batch x, restyled as `augment` says (target: the
+        step's target batch, whose images `mix` blends in); x itself where nothing is on."""
         x = shifted(x, self.augment.shift) if self.augment.source else x
         if self.augment.tint:
             x = x * (0.2 + 0.8 * torch.rand(len(x), x.shape[1], 1, 1, device=x.device, dtype=x.dtype))
         if self.augment.invert:
             flip = torch.rand(len(x), 1, 1, 1, device=x.device) < 0.5
             x = torch.where(flip, 1 - x, x)
+        if self.augment.mix > 0:
+            share = self.augment.mix * torch.rand(len(x), 1, 1, 1, device=x.device, dtype=x.dtype)
+            x = (1 - share) * x + share * target[torch.randint(len(target), (len(x),), device=x.device)]
         return x
 
 
@@ -161,18 +162,13 @@ class JointClassify:
 
     weight: float
     classes: torch.Tensor | None
-    source_inputs: object = None  # images -> images, or None
+    source_inputs: object = None  # (source images, target images) -> source images, or None
     adabn: bool = False
     pseudo: float = 0.0
     im: float = 0.0
-    mix: float = 0.0
 
     def __call__(self, step: Step) -> dict[str, torch.Tensor]:
-        xs = self.source_inputs(step.xs) if self.source_inputs else step.xs
-        if self.mix > 0:
-            share = self.mix * torch.rand(len(xs), 1, 1, 1, device=xs.device, dtype=xs.dtype)
-            partner = step.x[torch.randint(len(step.x), (len(xs),), device=xs.device)]
-            xs = (1 - share) * xs + share * partner
+        xs = self.source_inputs(step.xs, step.x) if self.source_inputs else step.xs
         with _running_stats_kept(step.model.encoder) if self.adabn else contextlib.nullcontext():
             step._zs = step.model.encode(xs)
         losses = {"cls": self.weight * F.cross_entropy(step.model.logits(step._zs), step.ys)}
